@@ -1,0 +1,37 @@
+# Two commands: `make demo` (whole pipeline on the bundled sample, tiny model, local executor)
+# and `make test` (the test suite). Both set everything up on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+# The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+TINY := .cache/tiny-model
+OUT ?= runs
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv tiny-model clean bench vllm-venv slurm-start slurm-stop
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "$(TORCH_SPEC)"
+	DS_BUILD_OPS=0 $(VPY) -m pip install -q -e ".[test]"
+	touch $@
+
+tiny-model: $(TINY)/.done
+
+$(TINY)/.done: $(VENV)/.installed rlhi_hpc/tools/tiny_model.py
+	$(VPY) -m rlhi_hpc.tools.tiny_model out=$(TINY)
+	touch $@
+
+demo: venv tiny-model
+	$(VPY) -m rlhi_hpc.launch job=demo out=$(OUT)
+
+test: venv tiny-model
+	bash tests/run_tests.sh $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache runs

@@ -1,0 +1,1 @@
+"""Executors: in-process, local worker processes, and Slurm through submitit."""

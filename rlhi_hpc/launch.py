@@ -1,0 +1,152 @@
+"""Launch RLHI stages.
+
+Run the demo pipeline (ingest → classify → persona → … on the bundled sample, tiny model)::
+
+    python -m rlhi_hpc.launch job=demo out=runs
+
+One stage, with overrides, or a dry run that prints the plan and writes nothing::
+
+    python -m rlhi_hpc.launch stage=persona persona.max_history_tokens=800
+    python -m rlhi_hpc.launch stage=all cluster=h100 model=llama-3.1-8b-instruct dry_run=true
+
+Status of every pipeline under a runs root::
+
+    python -m rlhi_hpc.launch status out=runs
+
+Arguments are ``key=value`` config overrides (dotted keys, YAML values: ``a=[1,2]``); a bad key or
+value exits with status 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from rlhi_hpc.cluster.base import JobHandle, StageSubmission
+from rlhi_hpc.config import RunConfig, dump_yaml, load_config, parse_override
+from rlhi_hpc.errors import ConfigError, RlhiError
+from rlhi_hpc.pipeline import JobSpec, Plan, PlannedStage, load_job, plan_pipeline, write_pipeline
+from rlhi_hpc.shards import atomic_write_json, atomic_write_text, group_tasks, write_manifest
+from rlhi_hpc.status import print_status, stage_rows, render_table
+from rlhi_hpc.worker import setup_logging
+
+log = logging.getLogger("rlhi_hpc.launch")
+
+COMMANDS = ("run", "status")
+
+
+def split_args(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """Leading bare word = command (run/status); the rest are key=value overrides."""
+    command = "run"
+    rest = list(argv)
+    if rest and "=" not in rest[0]:
+        command = rest.pop(0)
+        if command not in COMMANDS:
+            raise ConfigError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)} (or key=value overrides)")
+    return command, rest
+
+
+def resolve(args: Sequence[str]) -> tuple[RunConfig, JobSpec]:
+    """Load the job spec named by `job=` (default demo) and the config with all overrides."""
+    job_name = "demo"
+    for item in args:
+        key, value = parse_override(item)
+        if key == "job":
+            job_name = str(value)
+    job = load_job(job_name)
+    cfg = load_config(args, job_overrides=job.overrides)
+    return cfg, job
+
+
+def selected(plan: Plan, cfg: RunConfig) -> list[PlannedStage]:
+    if cfg.stage == "all":
+        return list(plan.stages)
+    return [plan.get(cfg.stage)]
+
+
+def make_executor(cfg: RunConfig):  # noqa: ANN201 - returns one of the executor classes
+    from rlhi_hpc.cluster.local import make_local_executor
+
+    if cfg.cluster.executor == "slurm":
+        try:
+            from rlhi_hpc.cluster.slurm import SlurmExecutor
+        except ImportError as exc:
+            raise ConfigError("config key 'cluster.executor': got 'slurm'; the Slurm executor is not "
+                              f"available ({exc}); allowed: inprocess, local") from exc
+        return SlurmExecutor(cfg.cluster)
+    return make_local_executor(cfg.cluster.executor, cfg.cluster.parallelism)
+
+
+def submission(ps: PlannedStage, cfg: RunConfig) -> StageSubmission:
+    tasks = group_tasks(ps.missing(), cfg.cluster.shards_per_task)
+    return StageSubmission(stage=ps.name, stage_dir=ps.paths.root, tasks=tuple(tasks), kind=ps.stage.kind)
+
+
+def prepare_stage(ps: PlannedStage, cfg: RunConfig, sub: StageSubmission) -> None:
+    """Manifest (once), resolved config and the task list, written before anything runs."""
+    write_manifest(ps.paths, stage=ps.name, stage_hash=ps.hash, shards=ps.shards,
+                   upstream={n: f"../{p.root.name}" for n, p in ps.upstream.items()})
+    atomic_write_text(ps.paths.config, dump_yaml(cfg))
+    atomic_write_json(ps.paths.root / "tasks.json", {"tasks": [list(t) for t in sub.tasks]})
+
+
+def dry_run(plan: Plan, cfg: RunConfig, executor) -> int:  # noqa: ANN001
+    print("# resolved config\n" + dump_yaml(cfg))
+    print(f"# pipeline {plan.pipeline_id} under {plan.layout.root}")
+    for ps in selected(plan, cfg):
+        sub = submission(ps, cfg)
+        missing = sum(len(t) for t in sub.tasks)
+        print(f"stage={ps.name} dir={ps.paths.root} shards={len(ps.shards)} missing={missing} "
+              f"tasks={len(sub.tasks)} submit={executor.describe(sub) if sub.tasks else 'nothing (complete)'}")
+    print("dry_run=true: nothing written, nothing submitted")
+    return 0
+
+
+def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:
+    executor = make_executor(cfg)
+    if cfg.dry_run:
+        return dry_run(plan, cfg, executor)
+    root = write_pipeline(plan, job, args)
+    handles: list[JobHandle] = []
+    for ps in selected(plan, cfg):
+        sub = submission(ps, cfg)
+        if not sub.tasks:
+            print(f"stage {ps.name}: complete ({len(ps.shards)}/{len(ps.shards)} shards done), nothing to do")
+            continue
+        prepare_stage(ps, cfg, sub)
+        log.info("event=submit stage=%s executor=%s tasks=%d shards=%d dir=%s", ps.name, executor.name,
+                 len(sub.tasks), sum(map(len, sub.tasks)), ps.paths.root)
+        handle = executor.submit(sub, after=handles[-1:])
+        handles.append(handle)
+        if handle.finished and not handle.ok:
+            print(f"stage {ps.name}: {len(handle.failed_tasks)} task(s) failed; logs in {ps.paths.logs_dir}, "
+                  f"errors in {ps.paths.failed_dir}. Relaunch the same command to retry the missing shards.",
+                  file=sys.stderr)
+            print(render_table(stage_rows(plan.layout.root, root)))
+            return 1
+    print(f"\npipeline {plan.pipeline_id}: {root}")
+    print(render_table(stage_rows(plan.layout.root, root)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command, args = split_args(argv)
+        cfg, job = resolve(args)
+        setup_logging(cfg.log_level)
+        if command == "status":
+            return print_status(cfg.out)
+        plan = plan_pipeline(cfg, job)
+        return run(plan, cfg, job, args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RlhiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

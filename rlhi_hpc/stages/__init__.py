@@ -1,0 +1,1 @@
+"""One module per stage: `plan` + `run_shard`, nothing else."""
