@@ -112,3 +112,10 @@ def test_every_field_is_documented() -> None:
     rows = iter_field_docs()
     missing = [key for key, _, _, doc in rows if not doc.strip()]
     assert not missing, missing
+
+
+def test_readme_config_reference_is_current() -> None:
+    from rlhi_hpc.tools.config_doc import README, render_readme
+
+    text = README.read_text()
+    assert render_readme(text) == text, "run: python -m rlhi_hpc.tools.config_doc --write"
