@@ -21,8 +21,8 @@ class SamplingParams:
     """Decoding parameters shared by all engines.
 
     temperature == 0 means greedy decoding. `seed` makes sampling reproducible: engines
-    derive a per-prompt generator from (seed, prompt position) so results do not depend on
-    how prompts are batched.
+    derive a per-completion generator from (seed, prompt text, sample index) so results do not
+    depend on how prompts are batched or sharded.
     """
 
     temperature: float = 0.0
@@ -72,6 +72,14 @@ class Engine(Protocol):
 
     def choose(self, chats: Sequence[Chat], options: Sequence[str]) -> list[Choice]:
         """Pick one of `options` for each chat (always a valid option, whatever the model)."""
+        ...
+
+    def fits(self, chat: Chat, max_new_tokens: int) -> bool:
+        """Whether the rendered chat plus `max_new_tokens` fits the context length."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Throughput counters since load: prompt/generated tokens, seconds, tokens/s."""
         ...
 
     def count_tokens(self, text: str) -> int:

@@ -83,4 +83,4 @@ class ClassifyStage:
                                               conversation_id=it.conv.conversation_id, turn_index=it.turn_index)))
             counts = Counter(f"label_{r.label}" for r in records)
             writer.commit(records, consumed=len(chunk), counts=dict(counts))
-        return {"engine": engine.stats() if hasattr(engine, "stats") else {}}
+        return {"engine": engine.stats()}
