@@ -29,7 +29,7 @@ from rlhi_hpc.errors import ConfigError, RlhiError
 from rlhi_hpc.pipeline import JobSpec, Plan, PlannedStage, load_job, plan_pipeline, write_pipeline
 from rlhi_hpc.shards import atomic_write_json, atomic_write_text, group_tasks, write_manifest
 from rlhi_hpc.status import print_status, stage_rows, render_table
-from rlhi_hpc.worker import setup_logging
+from rlhi_hpc.worker import run_task, setup_logging
 
 log = logging.getLogger("rlhi_hpc.launch")
 
@@ -75,11 +75,13 @@ def make_executor(cfg: RunConfig):  # noqa: ANN201 - returns one of the executor
             raise ConfigError("config key 'cluster.executor': got 'slurm'; the Slurm executor is not "
                               f"available ({exc}); allowed: inprocess, local") from exc
         return SlurmExecutor(cfg.cluster)
-    return make_local_executor(cfg.cluster.executor, cfg.cluster.parallelism)
+    return make_local_executor(cfg.cluster.executor, cfg.cluster.parallelism, run_task)
 
 
 def submission(ps: PlannedStage, cfg: RunConfig) -> StageSubmission:
-    tasks = group_tasks(ps.missing(), cfg.cluster.shards_per_task)
+    # always_run stages (report) are views of their inputs: rebuilt on every launch.
+    shards = list(ps.shards) if getattr(ps.stage, "always_run", False) else ps.missing()
+    tasks = group_tasks(shards, cfg.cluster.shards_per_task)
     return StageSubmission(stage=ps.name, stage_dir=ps.paths.root, tasks=tuple(tasks), kind=ps.stage.kind)
 
 
@@ -89,6 +91,9 @@ def prepare_stage(ps: PlannedStage, cfg: RunConfig, sub: StageSubmission) -> Non
                    upstream={n: f"../{p.root.name}" for n, p in ps.upstream.items()})
     atomic_write_text(ps.paths.config, dump_yaml(cfg))
     atomic_write_json(ps.paths.root / "tasks.json", {"tasks": [list(t) for t in sub.tasks]})
+    if getattr(ps.stage, "always_run", False):
+        for sid in (s for task in sub.tasks for s in task):
+            ps.paths.done(sid).unlink(missing_ok=True)
 
 
 def dry_run(plan: Plan, cfg: RunConfig, executor) -> int:  # noqa: ANN001
@@ -127,6 +132,9 @@ def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:
             return 1
     print(f"\npipeline {plan.pipeline_id}: {root}")
     print(render_table(stage_rows(plan.layout.root, root)))
+    for ps in selected(plan, cfg):
+        if (ps.paths.root / "report.md").exists():
+            print(f"report: {root / ps.name / 'report.md'}")
     return 0
 
 
@@ -134,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         command, args = split_args(argv)
+        if command == "run" and any(a.startswith("sweep=") for a in args):
+            from rlhi_hpc.sweep import run_sweep
+
+            return run_sweep(args, launcher=sys.modules[__name__])
         cfg, job = resolve(args)
         setup_logging(cfg.log_level)
         if command == "status":

@@ -23,6 +23,7 @@ class JobSpec:
     description: str
     stages: tuple[str, ...]
     overrides: dict[str, Any]
+    sweep: dict[str, Any] | None = None  # a sweep spec: {base_job, axes, stages} (see rlhi_hpc/sweep.py)
 
 
 def load_job(name: str, jobs_dir: Path = JOBS_DIR) -> JobSpec:
@@ -39,7 +40,7 @@ def load_job(name: str, jobs_dir: Path = JOBS_DIR) -> JobSpec:
         if st not in stage_names():
             raise ConfigError(f"{path}: stage {st!r} unknown; allowed: {', '.join(stage_names())}")
     return JobSpec(name=name, description=str(data.get("description", "")), stages=stages,
-                   overrides=dict(data.get("overrides") or {}))
+                   overrides=dict(data.get("overrides") or {}), sweep=data.get("sweep"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +84,14 @@ def plan_pipeline(cfg: RunConfig, job: JobSpec) -> Plan:
         missing_up = [n for n in stage.needs if n not in hashes]
         if missing_up:
             raise ConfigError(f"job {job.name!r}: stage {name!r} needs {missing_up} earlier in 'stages'")
-        h = stage_hash(stage, cfg, {n: hashes[n] for n in stage.needs})
+        # optional_needs: upstream stages read only when the job has them (e.g. eval reads dpo's model).
+        needs = tuple(stage.needs) + tuple(n for n in getattr(stage, "optional_needs", ()) if n in hashes)
+        h = stage_hash(stage, cfg, {n: hashes[n] for n in needs})
         hashes[name] = h
         planned.append(PlannedStage(
             name=name, stage=stage, hash=h, paths=layout.stage(name, h),
             shards=tuple(stage.plan(cfg)),
-            upstream={n: layout.stage(n, hashes[n]) for n in stage.needs},
+            upstream={n: layout.stage(n, hashes[n]) for n in needs},
         ))
     pid = f"{job.name}-{stable_hash(hashes, 10)}"
     return Plan(pipeline_id=pid, layout=layout, stages=tuple(planned))
@@ -104,6 +107,7 @@ def write_pipeline(plan: Plan, job: JobSpec, args: Sequence[str]) -> Path:
         if not link.is_symlink():
             link.symlink_to(target, target_is_directory=True)
     info = {"pipeline_id": plan.pipeline_id, "job": job.name, "args": list(args),
+            "order": [ps.name for ps in plan.stages],
             "stages": {ps.name: str(ps.paths.root.relative_to(plan.layout.root)) for ps in plan.stages}}
     path = plan.layout.pipeline_file(plan.pipeline_id)
     if not path.exists():

@@ -37,7 +37,7 @@ def stage_summary(paths: StagePaths) -> dict[str, Any]:
 
 def stage_rows(out: Path, pipeline_dir: Path) -> list[dict[str, Any]]:
     info = read_json(pipeline_dir / "pipeline.json")
-    return [stage_summary(StagePaths(out / rel)) for rel in info["stages"].values()]
+    return [stage_summary(StagePaths(out / info["stages"][name])) for name in info["order"]]
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rlhi_hpc.cluster.base import JobHandle, StageSubmission
@@ -19,19 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class InProcessExecutor:
-    """Runs every task in the calling process, one after the other."""
+    """Runs every task in the calling process, one after the other, through `run_task`."""
 
     name = "inprocess"
 
-    def submit(self, sub: StageSubmission, after: Sequence[JobHandle] = ()) -> JobHandle:
-        from rlhi_hpc.worker import run_task
+    def __init__(self, run_task: Callable[[Path, Sequence[str]], object]) -> None:
+        self.run_task = run_task
 
+    def submit(self, sub: StageSubmission, after: Sequence[JobHandle] = ()) -> JobHandle:
         if any(not h.ok for h in after):
             return JobHandle(stage=sub.stage, finished=True, ok=False, info={"reason": "upstream failed"})
         failed: list[int] = []
         for i, shard_ids in enumerate(sub.tasks):
             try:
-                run_task(sub.stage_dir, shard_ids)
+                self.run_task(sub.stage_dir, shard_ids)
             except ShardError as exc:
                 log.error("event=task_failed stage=%s task=%d error=%s", sub.stage, i, exc)
                 failed.append(i)
@@ -120,8 +121,9 @@ class _ShardProgress:
         self.bar.close()
 
 
-def make_local_executor(kind: str, parallelism: int) -> InProcessExecutor | LocalProcessExecutor:
+def make_local_executor(kind: str, parallelism: int,
+                        run_task: Callable[[Path, Sequence[str]], object]) -> InProcessExecutor | LocalProcessExecutor:
     if kind == "inprocess":
-        return InProcessExecutor()
+        return InProcessExecutor(run_task)
     return LocalProcessExecutor(parallelism=parallelism)
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rlhi_hpc.config import DataConfig, RunConfig
-from rlhi_hpc.data.wildchat import (RawRow, filter_reason, is_eval_user, iter_hub_rows, iter_raw_rows, parse_row,
-                                    sample_path, stable_bucket)
+from rlhi_hpc.data.wildchat import (RawRow, filter_reason, is_eval_user, iter_input_rows, parse_row, raw_user,
+                                    stable_bucket)
 from rlhi_hpc.records import Conversation, Quarantined
 from rlhi_hpc.shards import ShardSpec, ShardWriter, plan_shards
 from rlhi_hpc.stage import StageContext
@@ -25,18 +23,10 @@ from rlhi_hpc.stage import StageContext
 log = logging.getLogger(__name__)
 
 
-def iter_source(cfg: DataConfig) -> Iterator[RawRow]:
-    """Rows of the configured input: the bundled sample, a local file/folder, or a hub dataset id."""
-    if cfg.path == "sample":
-        return iter_raw_rows(sample_path())
-    if Path(cfg.path).exists():
-        return iter_raw_rows(cfg.path)
-    return iter_hub_rows(cfg.path, cfg.hub_split)
-
-
 def row_bucket(row: RawRow, cfg: DataConfig, seed: int) -> int:
-    user = row.data.get(cfg.user_key) if isinstance(row.data, dict) else None
-    key = user if isinstance(user, str) and user else f"row:{row.source}"
+    """The shard of a row: its user's bucket (the same user parse_row reads), else its position."""
+    user = raw_user(row, cfg.user_key)
+    key = user if user else f"row:{row.source}"
     return stable_bucket(key, cfg.num_shards, seed)
 
 
@@ -62,8 +52,8 @@ def read_bucket(cfg: RunConfig, bucket: int, counts: Counter) -> tuple[dict[str,
     """Parse and filter the rows of one bucket; group valid conversations by user."""
     by_user: dict[str, list[Conversation]] = defaultdict(list)
     quarantined: list[Quarantined] = []
-    seen: set[str] = set()
-    for row in iter_source(cfg.data):
+    seen: set[tuple[str, str]] = set()  # (user, conversation hash): the hash is a content hash
+    for row in iter_input_rows(cfg.data):
         if row_bucket(row, cfg.data, cfg.seed) != bucket:
             continue
         counts["records_in"] += 1
@@ -72,10 +62,10 @@ def read_bucket(cfg: RunConfig, bucket: int, counts: Counter) -> tuple[dict[str,
             quarantined.append(parsed)
             counts[f"quarantine_{parsed.reason}"] += 1
             continue
-        if parsed.conversation_id in seen:
+        if (parsed.user, parsed.conversation_id) in seen:
             counts["dropped_duplicate"] += 1
             continue
-        seen.add(parsed.conversation_id)
+        seen.add((parsed.user, parsed.conversation_id))
         reason = filter_reason(parsed, cfg.data)
         if reason:
             counts[f"dropped_{reason}"] += 1

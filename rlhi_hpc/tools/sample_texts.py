@@ -8,6 +8,7 @@ to find: the topics they ask about, the flaws their feedback points at (``alt`` 
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,26 @@ LABELS = (
 )
 
 
+_BLOCK_START = re.compile(r"^\s*([-*•]\s|\d+[.)]\s|[A-Z]\.\s|#|\||\$\$|>|~~|\*\*|```|[A-Z][a-z]+:)")
+
+
 def _t(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
+    """Dedent a template and re-join the lines of wrapped prose paragraphs (not code, lists or
+    short lines such as a letter's signature), so texts read like chat output."""
+    out: list[str] = []
+    in_code = False
+    for line in textwrap.dedent(text).strip("\n").split("\n"):
+        fence = line.lstrip().startswith("```")
+        prev = out[-1] if out else ""
+        joinable = (not in_code and not fence and line.strip() and len(prev.strip()) >= 60
+                    and not prev.lstrip().startswith("```") and not _BLOCK_START.match(line))
+        if joinable:
+            out[-1] = prev.rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+        if fence:
+            in_code = not in_code
+    return "\n".join(out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +108,7 @@ class Phrases:
     next_prefix: tuple[str, ...]  # put before a new request in an ongoing conversation
     thanks_reply: tuple[str, ...]
     sorry_prefix: tuple[str, ...]
+    sorry_ask: str  # apology that asks what is wrong, when there is no other answer to give
     again_prefix: tuple[str, ...]
     fix_prefix: tuple[str, ...]
     clarify_prefix: tuple[str, ...]
@@ -120,6 +140,8 @@ PHRASES: Mapping[str, Phrases] = MappingProxyType({
         thanks_reply=("You're welcome! Let me know if you need anything else.",
                       "Glad it helped! Feel free to ask if you have more questions.",
                       "Happy to help!", "Great to hear that! Good luck."),
+        sorry_ask=("I'm sorry the answer didn't work for you. Could you tell me what is wrong or what you "
+                   "expected, so I can correct it?"),
         sorry_prefix=("I apologize for the mistake. Here is a corrected version:\n\n",
                       "You're right, I'm sorry about that. Let me fix it:\n\n",
                       "Sorry for the confusion. Here's a better answer:\n\n"),
@@ -152,6 +174,7 @@ PHRASES: Mapping[str, Phrases] = MappingProxyType({
         next_prefix=("", "autre question : ", "maintenant, "),
         thanks_reply=("Avec plaisir ! N'hésitez pas si vous avez d'autres questions.",
                       "Ravi d'avoir pu vous aider !"),
+        sorry_ask="Désolé que la réponse ne vous convienne pas. Pouvez-vous me dire ce qui ne va pas ?",
         sorry_prefix=("Toutes mes excuses pour l'erreur. Voici une version corrigée :\n\n",
                       "Vous avez raison, désolé. Je corrige :\n\n"),
         again_prefix=("Bien sûr, voici une autre version :\n\n",),
@@ -170,6 +193,7 @@ PHRASES: Mapping[str, Phrases] = MappingProxyType({
                ("¿eres chatgpt?", "Soy un asistente basado en un modelo de lenguaje. ¿En qué te puedo ayudar?")),
         next_prefix=("", "otra pregunta: ", "ahora, "),
         thanks_reply=("¡De nada! Si necesitas algo más, aquí estoy.", "¡Me alegra haberte ayudado!"),
+        sorry_ask="Siento que la respuesta no te sirva. ¿Me dices qué está mal para corregirlo?",
         sorry_prefix=("Disculpa el error. Aquí tienes una versión corregida:\n\n",
                       "Tienes razón, lo siento. Lo corrijo:\n\n"),
         again_prefix=("Claro, aquí tienes otra versión:\n\n",),
@@ -188,6 +212,7 @@ PHRASES: Mapping[str, Phrases] = MappingProxyType({
                ("你是chatgpt吗？", "我是一个基于大型语言模型的AI助手。有什么可以帮你的？")),
         next_prefix=("", "另一个问题：", "还有，"),
         thanks_reply=("不客气！有问题随时问我。", "很高兴能帮到你！"),
+        sorry_ask="抱歉，能告诉我哪里不对吗？我来修改。",
         sorry_prefix=("抱歉，之前的回答有误。下面是修改后的版本：\n\n",),
         again_prefix=("好的，这是另一个版本：\n\n",),
         fix_prefix=("好的。", "没问题！", ""),
@@ -355,6 +380,16 @@ PYTHON_DEV = PersonaSpec(
 
                 Memory stays constant because rows are read one at a time. With pandas you can do the
                 same using `pd.read_csv(path, usecols=[column], chunksize=1_000_000)`.'''),
+            alt=_t('''
+                ```java
+                try (BufferedReader r = Files.newBufferedReader(Path.of(path))) {
+                    String[] header = r.readLine().split(",");
+                    int col = Arrays.asList(header).indexOf("amount");
+                    BigDecimal total = r.lines().map(l -> new BigDecimal(l.split(",")[col]))
+                                        .reduce(BigDecimal.ZERO, BigDecimal::add);
+                }
+                ```'''),
+            alt_feedback=("I asked for Python, not Java", "this is java, I need python"),
             short=_t('''
                 ```python
                 def sum_column(path: str, column: str = "amount") -> Decimal:
@@ -495,6 +530,17 @@ PYTHON_DEV = PersonaSpec(
                 ```
 
                 On Python 3.12+ you can use `itertools.batched(it, n)` directly (it yields tuples).'''),
+            alt=_t('''
+                ```java
+                static <T> List<List<T>> batched(List<T> items, int n) {
+                    List<List<T>> out = new ArrayList<>();
+                    for (int i = 0; i < items.size(); i += n) {
+                        out.add(items.subList(i, Math.min(i + n, items.size())));
+                    }
+                    return out;
+                }
+                ```'''),
+            alt_feedback=("I asked for Python, not Java", "java again? PYTHON"),
             short=_t('''
                 ```python
                 def batched(it: Iterable[T], n: int) -> Iterator[list[T]]:
@@ -505,7 +551,7 @@ PYTHON_DEV = PersonaSpec(
             terms=(("islice", "`itertools.islice(it, n)` takes the next n items from an iterator "
                     "without materialising the rest, so this works on generators and infinite "
                     "streams."),
-                   ("walrus operator", "`:=` assigns and returns a value inside an expression. Here "
+                   (":=", "`:=` (the 'walrus operator') assigns and returns a value inside an expression. Here "
                     "it stores the batch and ends the loop when the batch is empty.")),
         ),
     ),
@@ -989,7 +1035,7 @@ SQL_ANALYST = PersonaSpec(
                 ORDER BY day;
                 ```
 
-                The outer `SUM(...) OVER (ORDER BY day)` accumulates the daily totals.'''),
+                The outer `SUM(...) OVER (ORDER BY day)` is a window function that accumulates the daily totals.'''),
             short=_t('''
                 ```sql
                 SELECT day, SUM(SUM(amount)) OVER (ORDER BY day) AS running_total
@@ -1923,7 +1969,7 @@ ES_COOK = PersonaSpec(
                    medio 20 min, sin que se doren.
                 2. Escurre el aceite y mezcla con los huevos batidos y sal. Deja reposar 5 min.
                 3. Cuaja en una sartén con un poco de aceite 3 min, dale la vuelta con un plato y 2 min más.'''),
-            terms=(("pochar", "Pochar es cocinar a fuego suave en aceite hasta que el alimento quede tierno, "
+            terms=(("pocha", "Pochar es cocinar a fuego suave en aceite hasta que el alimento quede tierno, "
                     "sin llegar a dorarse."),),
             again=_t('''
                 **Tortilla rápida en 25 minutos:** cuece las patatas en dados en el microondas 8 min con un poco de
@@ -2023,8 +2069,8 @@ TOXIC_FOLLOWUPS: tuple[tuple[str, str], ...] = (
      "I'm sorry my answer didn't help. I'd like to get it right — could you tell me what is missing?"),
     ("this is garbage, are you brain dead? fix it idiot",
      "I understand you're frustrated. Let me try again, and please point me to the part that's wrong."),
-    ("wow you're dumb as a rock. do it again",
-     "Sorry about that. Here's another attempt; tell me if something specific should change."),
+    ("wow you're dumb as a rock, that answer is garbage",
+     "Sorry it wasn't useful. Tell me what you expected and I'll do my best to fix it."),
 )
 
 USER_AGENTS: tuple[str, ...] = (
