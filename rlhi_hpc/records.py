@@ -154,8 +154,18 @@ class Pair:
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    """Serialise a record dataclass to plain JSON-able data."""
-    return dataclasses.asdict(record)
+    """Serialise a record dataclass to plain JSON-able data (no deep copies: records are frozen)."""
+    return {name: _plain(getattr(record, name)) for name in record.__dataclass_fields__}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return to_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
