@@ -82,6 +82,8 @@ def test_batch_composition_does_not_change_results(engine: TransformersEngine, p
     shuffled = [CHATS[i] for i in (3, 0, 5, 1, 4, 2)]
     regrouped = _clone(engine, batch_size=3).generate(shuffled, params)
     assert [g.token_ids for g in regrouped] == [together[i].token_ids for i in (3, 0, 5, 1, 4, 2)]
+    unsorted = _clone(engine, sort_by_length=False).generate(CHATS, params)  # input-order batches
+    assert [g.token_ids for g in unsorted] == [g.token_ids for g in together]
 
 
 def test_rows_finishing_early_leave_the_batch(engine: TransformersEngine) -> None:

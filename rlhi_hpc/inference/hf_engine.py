@@ -85,12 +85,13 @@ class TransformersEngine:
     """:class:`~rlhi_hpc.inference.engine.Engine` backed by a transformers causal LM."""
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_model_len: int,
-                 batch_size: int) -> None:
+                 batch_size: int, sort_by_length: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.max_model_len = max_model_len
         self.batch_size = max(1, batch_size)
+        self.sort_by_length = sort_by_length  # False: batches in input order (the baseline of bench/inference.py)
         self.device = next(model.parameters()).device
         self.stop_ids = self._find_stop_ids()
         self.pad_id = self._find_pad_id()
@@ -223,7 +224,8 @@ class TransformersEngine:
         self._check_fit([len(p) + params.max_new_tokens for p in prompts], "prompts (+ max_new_tokens)")
         rows = [_Row(prompt=prompts[i], tokens=[], generator=self._generator(params, texts[i], k))
                 for i in range(len(chats)) for k in range(params.n)]
-        order = sorted(range(len(rows)), key=lambda r: -len(rows[r].prompt))
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r].prompt)) if self.sort_by_length \
+            else list(range(len(rows)))
         batches = list(_chunks(order, self.batch_size))
         with torch.inference_mode():
             for batch in tqdm(batches, desc="generate", unit="batch", disable=None, leave=False):
