@@ -9,7 +9,7 @@ markers, executors — is shared runtime.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -43,6 +43,8 @@ class Stage(Protocol):
         """Process one shard, committing chunks to `writer`; return extra done-marker fields."""
         ...
 
+    # Optional: `summary(self, paths: StagePaths) -> str` — statistics the launcher prints after a run.
+
 
 def stage_hash(stage: Stage, cfg: RunConfig, upstream_hashes: dict[str, str]) -> str:
     """Hash of everything that determines the stage's outputs (its sections + upstream hashes)."""
@@ -63,7 +65,7 @@ class StageContext:
     stage_hash: str
     paths: StagePaths
     upstream: dict[str, StagePaths]
-    _engines: dict[str, Engine] = field(default_factory=dict)
+    _engines: dict[str, Any] = field(default_factory=dict)
 
     def engine(self, model: ModelConfig | None = None) -> Engine:
         """The inference engine for `model` (default: the policy), loaded on first use."""
@@ -74,6 +76,12 @@ class StageContext:
         if key not in self._engines:
             log.info("event=engine_load stage=%s model=%s engine=%s", self.stage, model.name, model.engine)
             self._engines[key] = load_engine(model)
+        return self._engines[key]
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        """A model-like object built once per process by `factory` and closed with the engines."""
+        if key not in self._engines:
+            self._engines[key] = factory()
         return self._engines[key]
 
     def close(self) -> None:

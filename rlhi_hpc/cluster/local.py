@@ -60,6 +60,8 @@ class LocalProcessExecutor:
         paths = StagePaths(sub.stage_dir)
         log_path = paths.log(f"local-task-{index:05d}")
         env = dict(os.environ, RLHI_TASK_LOG=str(log_path), PYTHONUNBUFFERED="1")
+        # Share the cores between concurrent workers instead of oversubscribing them.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.parallelism)))
         fh = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         try:
             return subprocess.Popen(
