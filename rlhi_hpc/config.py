@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,16 @@ class ModelConfig:
     max_num_seqs: int = f(256, "vLLM: max sequences decoded together.", affects_output=False)
     enable_prefix_caching: bool = f(True, "vLLM: reuse KV cache across shared prompt prefixes.",
                                     affects_output=False)
+    kv_cache_memory_gb: float = f(0.0, "vLLM: KV cache size in GiB; 0 = whatever gpu_memory_utilization leaves "
+                                  "after the weights (on CPU: vLLM's default).", affects_output=False)
+    enforce_eager: bool = f(False, "vLLM: no CUDA graphs / torch.compile (faster start, slower decoding).",
+                            affects_output=False)
+    structured_outputs_backend: str = f("xgrammar", "vLLM: backend of structured (choice / JSON) outputs; "
+                                        "xgrammar and guidance emit compact JSON (no optional whitespace).",
+                                        choices=("auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"),
+                                        affects_output=False)
+    seed: int = f(0, "vLLM: engine seed. Requests carry their own seeds (from the sampling seed, the prompt and "
+                  "the sample index), so this only affects unseeded sampling.", affects_output=False)
     batch_size: int = f(8, "transformers engine: prompts per forward batch.", affects_output=False)
     params_b: float = f(0.0, "Parameter count in billions (GPU-hour estimates and MFU).", affects_output=False)
     trust_remote_code: bool = f(False, "Allow model code from the hub (off by default).")
@@ -91,41 +102,104 @@ class ModelConfig:
             raise _fail(f"{prefix}.max_model_len", self.max_model_len, "an integer >= 64")
         check_range(f"{prefix}.tensor_parallel_size", self.tensor_parallel_size, 1, 64)
         check_range(f"{prefix}.gpu_memory_utilization", self.gpu_memory_utilization, 0.05, 0.99)
+        check_range(f"{prefix}.kv_cache_memory_gb", self.kv_cache_memory_gb, 0, None)
+        check_range(f"{prefix}.max_num_seqs", self.max_num_seqs, 1, None)
         check_range(f"{prefix}.batch_size", self.batch_size, 1, None)
+
+
+# Slurm names (partition, account, QOS, job name): letters, digits and . _ + - only, so that no
+# config string can reach a shell or an #SBATCH line as anything but one plain word.
+SLURM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+# Node features with Slurm's operators (a100&ib, [rack1|rack2], h100*2), no spaces or quotes.
+SLURM_CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.+\-&|,*\[\]():]{1,256}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _no_control_chars(key: str, value: str) -> None:
+    if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in value):
+        raise _fail(key, value, "a single line without control characters")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterConfig:
-    """Where tasks run (preset files in configs/cluster/)."""
+    """Where tasks run (preset files in configs/cluster/).
+
+    Slurm values that end up in job scripts are validated here (names against a strict pattern)
+    or shell-quoted when rendered; ``setup`` lines are the exception: they are shell code, run as
+    written, and must come from the owner of the config (like a site's module loads).
+    """
 
     name: str = f("local", "Preset name, for display.", affects_output=False)
     executor: str = f("local", "inprocess: run shards in this process (debugging); local: a job array of "
                       "local worker processes; slurm: job arrays through submitit.",
                       choices=("inprocess", "local", "slurm"), affects_output=False)
     parallelism: int = f(2, "local executor: worker processes running at once.", affects_output=False)
-    partition: str = f("", "Slurm partition.", affects_output=False)
-    account: str = f("", "Slurm account.", affects_output=False)
-    qos: str = f("", "Slurm QOS.", affects_output=False)
-    constraint: str = f("", "Slurm node constraint (e.g. h100).", affects_output=False)
+    partition: str = f("", "Slurm partition (letters, digits, . _ + -); empty = the cluster's default.",
+                       affects_output=False)
+    account: str = f("", "Slurm account (same characters as partition); empty = your default account.",
+                     affects_output=False)
+    qos: str = f("", "Slurm QOS (same characters as partition); empty = the default QOS.", affects_output=False)
+    constraint: str = f("", "Slurm node constraint (e.g. h100, a100&ib, [rack1|rack2]); empty = any node.",
+                        affects_output=False)
     time_min: int = f(240, "Wall-time limit per task, minutes.", affects_output=False)
     gpus_per_node: int = f(0, "GPUs per node (0 on CPU clusters).", affects_output=False)
-    cpus_per_gpu: int = f(8, "CPU cores per GPU (or per task when gpus_per_node=0).", affects_output=False)
-    mem_per_gpu_gb: int = f(64, "Host memory per GPU in GB (or per task when no GPU).", affects_output=False)
+    gpu_type: str = f("", "GPU model of the nodes: its row of configs/throughput.yaml is used for GPU-hour "
+                      "estimates (a100, h100); empty = CPU nodes, no GPU-hour estimate.", affects_output=False)
+    cpus_per_gpu: int = f(8, "CPU cores per GPU (or per task when the task has no GPU).", affects_output=False)
+    mem_per_gpu_gb: int = f(64, "Host memory per GPU in GB (or per task when the task has no GPU); 0 = the "
+                            "cluster's default memory.", affects_output=False)
     exclusive: bool = f(False, "Ask for whole nodes.", affects_output=False)
-    setup: list[str] = f([], "Shell lines run before each task (module loads, venv activation, NCCL env).",
+    setup: list[str] = f([], "Shell lines run before each task (module loads, venv activation). Trusted input: "
+                         "they run as written, so only the owner of the config may set them.",
                          affects_output=False)
+    env: dict[str, str] = f({}, "Environment variables exported before each task (e.g. NCCL_IB_HCA, "
+                            "NCCL_SOCKET_IFNAME, TORCH_NCCL_ASYNC_ERROR_HANDLING); values are shell-quoted.",
+                            affects_output=False)
+    job_name: str = f("rlhi", "Slurm job name prefix: jobs are named <job_name>-<stage>.", affects_output=False)
     max_parallel: int = f(0, "Array throttle: tasks running at once (%N); 0 = unlimited.", affects_output=False)
     shards_per_task: int = f(1, "Shards handled by one array task.", affects_output=False)
-    max_requeues: int = f(3, "Requeues after timeout/preemption before a task counts as failed.",
+    max_requeues: int = f(3, "Requeues after a time limit before a task counts as failed (through submitit "
+                          "preemptions do not count; the rendered submit.slurm counts every requeue).",
                           affects_output=False)
+    signal_delay_s: int = f(90, "SIGUSR2 is sent this many seconds before the time limit, so that a task can "
+                            "flush and requeue (Slurm may send it up to 60 s earlier).", affects_output=False)
+    tasks_per_node: int = f(0, "Multi-node stages (DPO): ranks per node; 0 = gpus_per_node, or 1 without GPUs.",
+                            affects_output=False)
+    wait: bool = f(True, "Slurm: after submitting, show progress until the jobs end and exit 0 only if every "
+                   "stage completed (Ctrl-C stops watching, not the jobs); false = submit and return.",
+                   affects_output=False)
+    poll_s: float = f(5.0, "Slurm: seconds between two looks at squeue and the done markers while waiting.",
+                      affects_output=False)
 
     def validate(self, prefix: str) -> None:
         check_range(f"{prefix}.parallelism", self.parallelism, 1, 1024)
         check_range(f"{prefix}.time_min", self.time_min, 1, 60 * 24 * 14)
         check_range(f"{prefix}.gpus_per_node", self.gpus_per_node, 0, 16)
+        check_range(f"{prefix}.cpus_per_gpu", self.cpus_per_gpu, 1, 1024)
+        check_range(f"{prefix}.mem_per_gpu_gb", self.mem_per_gpu_gb, 0, 4096)
         check_range(f"{prefix}.shards_per_task", self.shards_per_task, 1, None)
         check_range(f"{prefix}.max_parallel", self.max_parallel, 0, None)
         check_range(f"{prefix}.max_requeues", self.max_requeues, 0, 100)
+        check_range(f"{prefix}.signal_delay_s", self.signal_delay_s, 1, 3600)
+        check_range(f"{prefix}.tasks_per_node", self.tasks_per_node, 0, 256)
+        check_range(f"{prefix}.poll_s", self.poll_s, 0.1, 600)
+        for key in ("partition", "account", "qos", "job_name", "gpu_type"):
+            value = getattr(self, key)
+            if value and not SLURM_NAME_RE.match(value):
+                raise _fail(f"{prefix}.{key}", value, "a Slurm name: letters, digits and . _ + - (no spaces or "
+                            "shell characters)")
+        if not self.job_name:
+            raise _fail(f"{prefix}.job_name", self.job_name, "a non-empty Slurm name")
+        if self.constraint and not SLURM_CONSTRAINT_RE.match(self.constraint):
+            raise _fail(f"{prefix}.constraint", self.constraint, "node features with Slurm's operators "
+                        "& | , * [ ] ( ) : (no spaces or quotes)")
+        for name, value in self.env.items():
+            if not ENV_NAME_RE.match(name):
+                raise _fail(f"{prefix}.env", name, "environment variable names ([A-Za-z_][A-Za-z0-9_]*)")
+            _no_control_chars(f"{prefix}.env.{name}", value)
+        for i, line in enumerate(self.setup):
+            if "\0" in line:
+                raise _fail(f"{prefix}.setup[{i}]", line, "shell lines without NUL bytes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,7 +282,409 @@ class PersonaConfig:
         check_range(f"{prefix}.chunk_size", self.chunk_size, 1, None)
 
 
-STAGE_SECTIONS = ("classify", "persona")
+@dataclass(frozen=True, kw_only=True)
+class RefLogpConfig:
+    """Reference log-probs of every DPO pair, cached on disk (stage preset: configs/stage/reflogp.yaml).
+
+    How pairs are rendered and truncated (system prompt, persona, max_length) comes from the ``dpo``
+    section, so that the cached values always match what training sees.
+    """
+
+    model: str = f("", "Reference model (hub id or local path); empty = the policy model (model.name), "
+                   "i.e. the usual DPO reference: the policy before training.")
+    dtype: str = f("auto", "Weights dtype of the reference forward pass; auto = bfloat16 on CUDA, float32 on "
+                   "CPU.", choices=("auto", "float32", "bfloat16"))
+    max_tokens_per_microbatch: int = f(16384, "Tokens packed into one forward pass (no gradients, so this can "
+                                       "be larger than dpo.max_tokens_per_microbatch).", affects_output=False)
+    logp_chunk_tokens: int = f(2048, "Tokens whose logits are computed at once from the final hidden states "
+                               "(never the full tokens x vocab logits).", affects_output=False)
+    attn_implementation: str = f("auto", "auto = flash_attention_2 when flash_attn is installed and on CUDA, "
+                                 "else per-sequence sdpa.", choices=("auto", "flash_attention_2", "sdpa"),
+                                 affects_output=False)
+    cache_dir: str = f("", "Folder of the content-addressed cache shared by every run and sweep point "
+                       "(empty = <out>/reflogp_cache).", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        check_range(f"{prefix}.max_tokens_per_microbatch", self.max_tokens_per_microbatch, 64, None)
+        check_range(f"{prefix}.logp_chunk_tokens", self.logp_chunk_tokens, 16, None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPOConfig:
+    """Persona-conditioned DPO training (stage preset: configs/stage/dpo.yaml)."""
+
+    loss: str = f("sigmoid", "sigmoid: DPO; ipo: IPO (log-ratios averaged per token, as in TRL); hinge: "
+                  "SLiC-style hinge.", choices=("sigmoid", "ipo", "hinge"))
+    beta: float = f(0.1, "DPO temperature beta (IPO: the regulariser tau).")
+    label_smoothing: float = f(0.0, "Conservative DPO: assumed probability that a preference label is flipped "
+                               "(sigmoid loss only).")
+    nll_weight: float = f(0.0, "Weight of an NLL term on the chosen responses (mean over the batch's chosen "
+                          "tokens; TRL: loss_type=[sigmoid, sft] with loss_weights=[1, w]); 0 = off.")
+    length_normalize: bool = f(False, "Divide each log-ratio by its response length before the sigmoid/hinge "
+                               "loss (TRL's sigmoid_norm).")
+    persona: bool = f(True, "Put the user's persona in the system prompt (false = the user-agnostic ablation: "
+                      "base system prompt only).")
+    system_prompt: str = f("You are a helpful assistant.", "Base system prompt of every training sequence; "
+                           "empty and persona=false = no system message.")
+    persona_template: str = f("\n\nWhat you know about this user: {persona}", "Appended to the system prompt "
+                              "when persona=true; field: {persona}.")
+    max_length: int = f(2048, "Tokens per sequence (prompt + response). Longer pairs lose prompt tokens from "
+                        "the left first (the system prompt is kept), then response tokens from the end.")
+    mix: dict[str, float] = f({"rewrites": 1.0, "rewards": 1.0}, "Data-mix weight per pair source: each epoch "
+                              "holds every pair floor(w) times plus a random fraction w - floor(w) of the "
+                              "source once more; 0 drops a source.")
+    epochs: int = f(1, "Passes over the (mixed) pairs.")
+    max_steps: int = f(0, "Optimizer steps to run; 0 = as many as `epochs` needs.")
+    global_batch_size: int = f(64, "Pairs per optimizer step, over all ranks (independent of the number of "
+                               "GPUs, so results do not depend on the allocation).")
+    max_tokens_per_microbatch: int = f(16384, "Token budget of one packed micro-batch per rank (chosen and "
+                                       "rejected of a pair always share one); must be >= 2 * max_length.",
+                                       affects_output=False)
+    packing: bool = f(True, "Pack sequences without padding (attention never crosses sequences); false = "
+                      "right-padded batches.", affects_output=False)
+    lr: float = f(1e-6, "Peak learning rate (AdamW).")
+    lr_schedule: str = f("cosine", "Decay after warmup.", choices=("cosine", "linear", "constant"))
+    warmup_ratio: float = f(0.1, "Fraction of the steps with linear warmup from 0.")
+    min_lr_ratio: float = f(0.0, "Final learning rate as a fraction of lr (cosine and linear).")
+    weight_decay: float = f(0.0, "AdamW weight decay (not applied to biases and norms).")
+    adam_beta1: float = f(0.9, "AdamW beta1.")
+    adam_beta2: float = f(0.999, "AdamW beta2.")
+    adam_eps: float = f(1e-8, "AdamW epsilon.")
+    grad_clip: float = f(1.0, "Clip the global gradient norm to this value; 0 = no clipping.")
+    zero_stage: int = f(2, "DeepSpeed ZeRO stage: 0 = DDP, 1 = optimizer states, 2 = + gradients, 3 = + "
+                        "parameters sharded.", choices=(0, 1, 2, 3), affects_output=False)
+    offload_optimizer: bool = f(False, "ZeRO: keep optimizer states in host memory (CUDA only).",
+                                affects_output=False)
+    offload_params: bool = f(False, "ZeRO-3: keep parameters in host memory (CUDA only).", affects_output=False)
+    precision: str = f("auto", "auto = bf16 on CUDA, fp32 on CPU.", choices=("auto", "bf16", "fp32"))
+    attn_implementation: str = f("auto", "auto = flash_attention_2 (varlen, padding-free) when flash_attn is "
+                                 "installed and on CUDA, else per-sequence sdpa.",
+                                 choices=("auto", "flash_attention_2", "sdpa"), affects_output=False)
+    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% "
+                                     "more compute).", affects_output=False)
+    logp_chunk_tokens: int = f(1024, "Tokens whose logits are computed at once from the final hidden states "
+                               "(never the full tokens x vocab logits).", affects_output=False)
+    checkpoint_every: int = f(100, "Save a resumable checkpoint every this many steps (and on SIGUSR2/SIGTERM); "
+                              "0 = only on signals.", affects_output=False)
+    keep_checkpoints: int = f(2, "Complete checkpoints kept (older ones are deleted).", affects_output=False)
+    time_limit_min: float = f(0.0, "Checkpoint and exit for requeue before this much wall time has passed "
+                              "(keeps one step's time as margin); 0 = no deadline.", affects_output=False)
+    comm_timeout_min: float = f(30.0, "Timeout of collective operations; a rank that is late longer fails the "
+                                "job instead of hanging it.", affects_output=False)
+    nodes: int = f(1, "Nodes of the training job (ranks = nodes * cluster.gpus_per_node).", affects_output=False)
+    log_every: int = f(1, "Write metrics every this many steps.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        check_range(f"{prefix}.beta", self.beta, 1e-6, None)
+        check_range(f"{prefix}.label_smoothing", self.label_smoothing, 0.0, 0.49)
+        check_range(f"{prefix}.nll_weight", self.nll_weight, 0.0, None)
+        _check_template(f"{prefix}.persona_template", self.persona_template, ("persona",))
+        check_range(f"{prefix}.max_length", self.max_length, 16, None)
+        if not self.mix or any(w < 0 for w in self.mix.values()) or not any(w > 0 for w in self.mix.values()):
+            raise _fail(f"{prefix}.mix", self.mix, "a mapping source -> weight >= 0 with one weight > 0")
+        check_range(f"{prefix}.epochs", self.epochs, 1, None)
+        check_range(f"{prefix}.max_steps", self.max_steps, 0, None)
+        check_range(f"{prefix}.global_batch_size", self.global_batch_size, 1, None)
+        if self.max_tokens_per_microbatch < 2 * self.max_length:
+            raise _fail(f"{prefix}.max_tokens_per_microbatch", self.max_tokens_per_microbatch,
+                        f"an integer >= 2 * {prefix}.max_length ({2 * self.max_length})")
+        check_range(f"{prefix}.lr", self.lr, 0.0, 1.0)
+        check_range(f"{prefix}.warmup_ratio", self.warmup_ratio, 0.0, 1.0)
+        check_range(f"{prefix}.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range(f"{prefix}.weight_decay", self.weight_decay, 0.0, None)
+        check_range(f"{prefix}.adam_beta1", self.adam_beta1, 0.0, 0.999999)
+        check_range(f"{prefix}.adam_beta2", self.adam_beta2, 0.0, 0.999999)
+        check_range(f"{prefix}.adam_eps", self.adam_eps, 0.0, 1.0)
+        check_range(f"{prefix}.grad_clip", self.grad_clip, 0.0, None)
+        if self.offload_params and self.zero_stage != 3:
+            raise _fail(f"{prefix}.offload_params", True, f"false unless {prefix}.zero_stage=3")
+        check_range(f"{prefix}.logp_chunk_tokens", self.logp_chunk_tokens, 16, None)
+        check_range(f"{prefix}.checkpoint_every", self.checkpoint_every, 0, None)
+        check_range(f"{prefix}.keep_checkpoints", self.keep_checkpoints, 1, None)
+        check_range(f"{prefix}.time_limit_min", self.time_limit_min, 0.0, None)
+        check_range(f"{prefix}.comm_timeout_min", self.comm_timeout_min, 0.1, None)
+        check_range(f"{prefix}.nodes", self.nodes, 1, 4096)
+        check_range(f"{prefix}.log_every", self.log_every, 1, None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewriteConfig:
+    """User-guided rewrites of replies that got actionable feedback (stage preset: configs/stage/rewrite.yaml).
+
+    For every train-split assistant reply whose next user message is labelled actionable, the policy
+    regenerates the reply for the same persona-free context (rejected) and the rewriter writes the reply
+    that would have satisfied the user (chosen).
+    """
+
+    model: str = f("", "Rewriter model: a preset name in configs/model/ (e.g. llama-3.3-70b-instruct); empty = "
+                   "the policy model (`model` section).")
+    use_feedback: bool = f(True, "Show the user's feedback to the rewriter (`prompt`); false = the 'rewrites from "
+                           "scratch' ablation (`prompt_from_scratch`, no feedback).")
+    system_prompt: str = f("", "System prompt of the rewriter.")
+    prompt: str = f("", "Rewriter prompt with feedback; fields: {persona}, {conversation}, {response}, {feedback} "
+                    "({feedback} is required).")
+    prompt_from_scratch: str = f("", "Rewriter prompt of the ablation; fields: {persona}, {conversation}, {response}.")
+    persona_max_tokens: int = f(300, "The persona in the rewriter prompt is cut to this many tokens (start kept).")
+    max_new_tokens: int = f(512, "Length limit of the regenerated and the rewritten reply.")
+    temperature: float = f(0.6, "Sampling temperature of both generations (0 = greedy).")
+    top_p: float = f(0.9, "Nucleus sampling threshold.")
+    seed: int = f(0, "Sampling seed.")
+    max_retries: int = f(2, "Retries (each with a new seed) of an empty or malformed output before the record is "
+                         "quarantined with its reason.")
+    retry_temperature: float = f(0.7, "Temperature of retries when `temperature` is 0 (greedy would repeat itself).")
+    chunk_size: int = f(16, "Records computed between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        if self.model and self.model not in preset_names("model"):
+            raise _fail(f"{prefix}.model", self.model, "empty (the policy) or a preset in configs/model/: "
+                        + ", ".join(preset_names("model")))
+        _check_template(f"{prefix}.prompt", self.prompt, ("persona", "conversation", "response", "feedback"))
+        if "{feedback}" not in self.prompt:
+            raise _fail(f"{prefix}.prompt", self.prompt[:60], "a template that uses {feedback}")
+        _check_template(f"{prefix}.prompt_from_scratch", self.prompt_from_scratch,
+                        ("persona", "conversation", "response"))
+        _check_generation(prefix, self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    """N persona-conditioned candidates per request without feedback (stage preset: configs/stage/sample.yaml)."""
+
+    labels: list[str] = f(["new_request", "continuation"], "Follow-up labels (classify.taxonomy) that count as "
+                          "requests without feedback.")
+    first_turns: bool = f(True, "Also sample for the first user turn of every train-split target conversation.")
+    use_persona: bool = f(True, "Put the persona in the system prompt; false = the 'user-agnostic' ablation.")
+    system_prompt: str = f("You are a helpful assistant.", "Base system prompt of the policy; empty and "
+                           "use_persona=false = no system message.")
+    persona_template: str = f("\n\nWhat you know about this user: {persona}", "Appended to the system prompt when "
+                              "use_persona=true; field: {persona}.")
+    persona_max_tokens: int = f(300, "The persona is cut to this many tokens (start kept).")
+    n: int = f(8, "Candidates per prompt.")
+    min_candidates: int = f(2, "A prompt with fewer valid candidates after retries is quarantined.")
+    max_new_tokens: int = f(512, "Length limit of a candidate.")
+    temperature: float = f(0.6, "Sampling temperature.")
+    top_p: float = f(0.9, "Nucleus sampling threshold.")
+    seed: int = f(0, "Sampling seed.")
+    max_retries: int = f(2, "Retries (each with a new seed) for prompts with empty or malformed candidates.")
+    retry_temperature: float = f(0.7, "Temperature of retries when `temperature` is 0 (greedy would repeat itself).")
+    chunk_size: int = f(16, "Prompts computed between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        _check_template(f"{prefix}.persona_template", self.persona_template, ("persona",))
+        check_range(f"{prefix}.n", self.n, 1, 1024)
+        if not 1 <= self.min_candidates <= self.n:
+            raise _fail(f"{prefix}.min_candidates", self.min_candidates, f"an integer in [1, {prefix}.n={self.n}]")
+        _check_generation(prefix, self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardConfig:
+    """Scores of the sampled candidates by a reward model that sees the persona (configs/stage/reward.yaml)."""
+
+    mode: str = f("classifier", "classifier: a sequence-classification reward model through transformers; judge: "
+                  "an LLM judge through the engine (expected 1..10 rating from the rating tokens' log-probs).",
+                  choices=("classifier", "judge"))
+    model: str = f("athene-rm-8b", "Reward model or judge: a preset name in configs/model/; empty = the policy "
+                   "model (judge mode only).")
+    persona_visible: bool = f(True, "Show the persona to the reward model; false = the ablation that hides it.")
+    cls_token: str = f("<|reserved_special_token_1|>", "classifier: token appended after the chat and scored "
+                       "(Athene-RM convention); empty = score at the chat's last token.")
+    head_key_mapping: dict[str, str] = f({"^v_head": "score"}, "classifier: regex -> replacement applied to "
+                                         "checkpoint weight names on load (Athene-RM stores its head as v_head).")
+    persona_template: str = f("What you know about this user: {persona}", "classifier: system message holding the "
+                              "persona when persona_visible; field: {persona}.")
+    judge_system_prompt: str = f("", "judge: system prompt.")
+    judge_prompt: str = f("", "judge: prompt; fields: {persona}, {conversation}, {response}.")
+    judge_prompt_no_persona: str = f("", "judge: prompt when the persona is hidden; fields: {conversation}, "
+                                     "{response}.")
+    judge_scale: int = f(10, "judge: ratings are the tokens 1..judge_scale.")
+    persona_max_tokens: int = f(300, "The persona shown to the reward model is cut to this many tokens.")
+    chunk_size: int = f(16, "Candidate sets scored between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        if self.model and self.model not in preset_names("model"):
+            raise _fail(f"{prefix}.model", self.model, "a preset in configs/model/: " + ", ".join(preset_names("model")))
+        if not self.model and self.mode == "classifier":
+            raise _fail(f"{prefix}.model", "", "a reward-model preset (e.g. athene-rm-8b) when mode=classifier")
+        _check_template(f"{prefix}.persona_template", self.persona_template, ("persona",))
+        _check_template(f"{prefix}.judge_prompt", self.judge_prompt, ("persona", "conversation", "response"))
+        _check_template(f"{prefix}.judge_prompt_no_persona", self.judge_prompt_no_persona, ("conversation", "response"))
+        check_range(f"{prefix}.judge_scale", self.judge_scale, 2, 100)
+        check_range(f"{prefix}.persona_max_tokens", self.persona_max_tokens, 0, None)
+        check_range(f"{prefix}.chunk_size", self.chunk_size, 1, None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairsConfig:
+    """DPO pairs from rewrites and scored candidates, with quality filters (configs/stage/pairs.yaml)."""
+
+    mix: str = f("both", "Pair sources to keep (each pair is tagged `rewrites` or `rewards`).",
+                 choices=("both", "rewrites", "rewards"))
+    min_margin: float = f(0.0, "rewards: drop a best-vs-worst pair whose score margin is below this (reward-model "
+                          "units).")
+    min_best_score: float | None = f(None, "rewards: drop a pair whose best score is below this; null = off.")
+    tie_epsilon: float = f(1e-6, "rewards: best and worst scores closer than this are a tie (dropped).")
+    dedup: bool = f(True, "Drop pairs whose key or (prompt, chosen, rejected) was already kept in the shard.")
+    margin_bins: list[float] = f([0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0], "Lower edges of the margin histogram "
+                                 "in the done marker (the last bin is open).", affects_output=False)
+    chunk_size: int = f(256, "Pairs written between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        check_range(f"{prefix}.min_margin", self.min_margin, 0.0, None)
+        check_range(f"{prefix}.tie_epsilon", self.tie_epsilon, 0.0, None)
+        if not self.margin_bins or sorted(self.margin_bins) != list(self.margin_bins):
+            raise _fail(f"{prefix}.margin_bins", self.margin_bins, "a non-empty increasing list of numbers")
+        check_range(f"{prefix}.chunk_size", self.chunk_size, 1, None)
+
+
+def _check_generation(prefix: str, cfg: Any) -> None:
+    """Shared checks of the decoding fields of the generation stages."""
+    check_range(f"{prefix}.persona_max_tokens", cfg.persona_max_tokens, 0, None)
+    check_range(f"{prefix}.max_new_tokens", cfg.max_new_tokens, 1, None)
+    check_range(f"{prefix}.temperature", cfg.temperature, 0.0, 5.0)
+    check_range(f"{prefix}.top_p", cfg.top_p, 0.0, 1.0)
+    check_range(f"{prefix}.max_retries", cfg.max_retries, 0, 20)
+    check_range(f"{prefix}.retry_temperature", cfg.retry_temperature, 0.0, 5.0)
+    check_range(f"{prefix}.chunk_size", cfg.chunk_size, 1, None)
+
+
+def model_preset(name: str, key: str, default: ModelConfig) -> ModelConfig:
+    """The ModelConfig of preset `name` (configs/model/<name>.yaml), or `default` when `name` is empty."""
+    if not name:
+        return default
+    return build(ModelConfig, load_preset("model", name), key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """WildChat UserEval and local-file evaluations (stage preset: configs/stage/eval.yaml).
+
+    Prompts come from held-out users only (split ``eval``, target conversations): *initial* turns
+    (the first request of a conversation) and *follow-up* turns (with the conversation so far).
+    Candidate and baseline answer each prompt with or without persona-guided inference (the user's
+    persona in the system prompt); a judge compares them in both orders on every dimension.
+    """
+
+    candidate_model: str = f("", "Model under evaluation: a preset of configs/model/, a local path or a hub id; "
+                             "empty = the final model of the job's dpo stage (<dpo stage dir>/model), or the "
+                             "policy (model section) when the job has no dpo stage.")
+    baseline_model: str = f("", "Model the candidate is compared with (preset, path or hub id); empty = the "
+                            "policy before training (model section).")
+    judge_model: str = f("llama-3.3-70b-instruct", "Pairwise judge (preset, path or hub id).")
+    persona_guided: list[bool] = f([False, True], "Conditions the candidate is evaluated in: false = plain system "
+                                   "prompt, true = persona-guided inference (persona in the system prompt).")
+    baseline_persona: str = f("same", "Persona-guided inference for the baseline: same = the candidate's "
+                              "condition (isolates the training effect), never, or always.",
+                              choices=("same", "never", "always"))
+    turn_types: list[str] = f(["initial", "follow_up"], "Prompt types: initial = first request of a "
+                              "conversation; follow_up = later requests, with the conversation so far.")
+    max_initial_per_user: int = f(0, "At most this many initial-turn prompts per user, oldest first (0 = all).")
+    max_follow_up_per_user: int = f(0, "At most this many follow-up prompts per user, oldest first (0 = all).")
+    max_prompts_per_shard: int = f(0, "At most this many prompts per shard, in user order (0 = all; for quick "
+                                   "runs).")
+    max_context_messages: int = f(8, "Follow-up prompts keep at most this many earlier messages of the "
+                                  "conversation (the most recent ones).")
+    max_context_chars: int = f(2000, "Every earlier message and the request are cut to this many characters.")
+    persona_max_chars: int = f(2000, "The persona is cut to this many characters (system prompt and judge).")
+    system_prompt: str = f("You are a helpful assistant.", "System prompt of the evaluated models (keep equal "
+                           "to dpo.system_prompt so inference matches training).")
+    persona_template: str = f("\n\nWhat you know about this user: {persona}", "Appended to the system prompt "
+                              "under persona-guided inference (keep equal to dpo.persona_template); field: "
+                              "{persona}.")
+    max_new_tokens: int = f(512, "Answer length limit of the evaluated models.")
+    temperature: float = f(0.6, "Sampling temperature of the evaluated models (the paper: 0.6).")
+    top_p: float = f(0.9, "Nucleus sampling of the evaluated models (the paper: 0.9).")
+    seed: int = f(0, "Sampling seed of the evaluated models and the judge.")
+    judge_mode: str = f("generate", "generate: the judge writes a reply ending in '<dimension>: A|B|tie' lines, "
+                        "parsed and retried; choose: the engine scores the three verdicts per dimension and "
+                        "takes the most likely (always parseable).", choices=("generate", "choose"))
+    judge_system_prompt: str = f("", "System prompt of the judge.")
+    judge_prompt: str = f("", "User prompt of the judge; fields: {persona}, {context}, {request}, {answer_a}, "
+                          "{answer_b}, {dimensions}, {answer_format}.")
+    dimensions: dict[str, str] = f({}, "Judged dimensions: name -> description shown to the judge.")
+    judge_max_new_tokens: int = f(512, "Length limit of a judge reply (generate mode).")
+    judge_temperature: float = f(0.0, "Judge sampling temperature of the first attempt (0 = greedy).")
+    judge_retry_temperature: float = f(0.7, "Judge temperature (at least) of the retries of an unparseable reply.")
+    max_retries: int = f(2, "Retries (each with a new seed) of a judge reply that cannot be parsed; after them "
+                         "the comparison counts as unparseable.")
+    max_answer_chars: int = f(6000, "Answers are cut to this many characters in the judge prompt.")
+    alpaca_path: str = f("", "Local JSONL/JSON file of {instruction, output} rows (AlpacaEval / Arena-Hard "
+                         "style): win rate of each model against these reference answers; empty = off.")
+    alpaca_prompt: str = f("", "Judge prompt for reference comparisons; fields: {instruction}, {answer_a}, "
+                           "{answer_b}, {dimensions}, {answer_format}.")
+    alpaca_dimensions: dict[str, str] = f({}, "Dimensions of reference comparisons (name -> description).")
+    alpaca_max_items: int = f(0, "Use at most this many rows of alpaca_path (0 = all).")
+    math_files: dict[str, str] = f({}, "Local math benchmark files: name -> JSONL/JSON path (Minerva/MATH, "
+                                   "OlympiadBench or multiple-choice GPQA/MMLU-Pro style rows); empty = off.")
+    math_prompt: str = f("", "Prompt of a math problem; field: {problem}.")
+    math_choice_prompt: str = f("", "Prompt of a multiple-choice problem; fields: {question}, {choices}.")
+    math_max_new_tokens: int = f(1024, "Answer length limit on math problems.")
+    math_max_items: int = f(0, "Use at most this many problems per math file (0 = all).")
+    bootstrap_samples: int = f(1000, "Bootstrap resamples of the win-rate confidence intervals (0 = none).",
+                               affects_output=False)
+    confidence: float = f(0.95, "Confidence level of the win-rate intervals.", affects_output=False)
+    chunk_size: int = f(16, "Prompts (or comparisons) computed between two flushes of the output.",
+                        affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        if not self.persona_guided or len(set(self.persona_guided)) != len(self.persona_guided):
+            raise _fail(f"{prefix}.persona_guided", self.persona_guided, "a non-empty list of distinct booleans")
+        if not self.turn_types or not set(self.turn_types) <= {"initial", "follow_up"}:
+            raise _fail(f"{prefix}.turn_types", self.turn_types, "a non-empty subset of [initial, follow_up]")
+        if not self.dimensions:
+            raise _fail(f"{prefix}.dimensions", self.dimensions, "a non-empty mapping name -> description")
+        for key, value in (("max_initial_per_user", self.max_initial_per_user),
+                           ("max_follow_up_per_user", self.max_follow_up_per_user),
+                           ("max_prompts_per_shard", self.max_prompts_per_shard),
+                           ("max_context_messages", self.max_context_messages),
+                           ("alpaca_max_items", self.alpaca_max_items), ("math_max_items", self.math_max_items),
+                           ("bootstrap_samples", self.bootstrap_samples)):
+            check_range(f"{prefix}.{key}", value, 0, None)
+        for key, value in (("max_context_chars", self.max_context_chars), ("persona_max_chars", self.persona_max_chars),
+                           ("max_answer_chars", self.max_answer_chars), ("max_new_tokens", self.max_new_tokens),
+                           ("judge_max_new_tokens", self.judge_max_new_tokens),
+                           ("math_max_new_tokens", self.math_max_new_tokens), ("chunk_size", self.chunk_size)):
+            check_range(f"{prefix}.{key}", value, 1, None)
+        for key in ("temperature", "judge_temperature", "judge_retry_temperature"):
+            check_range(f"{prefix}.{key}", getattr(self, key), 0.0, 5.0)
+        check_range(f"{prefix}.top_p", self.top_p, 0.0, 1.0)
+        check_range(f"{prefix}.max_retries", self.max_retries, 0, 20)
+        check_range(f"{prefix}.confidence", self.confidence, 0.5, 0.999)
+        _check_template(f"{prefix}.persona_template", self.persona_template, ("persona",))
+        judged = ("answer_a", "answer_b", "dimensions", "answer_format")
+        _check_template(f"{prefix}.judge_prompt", self.judge_prompt, ("persona", "context", "request") + judged)
+        _check_template(f"{prefix}.alpaca_prompt", self.alpaca_prompt, ("instruction",) + judged)
+        _check_template(f"{prefix}.math_prompt", self.math_prompt, ("problem",))
+        _check_template(f"{prefix}.math_choice_prompt", self.math_choice_prompt, ("question", "choices"))
+        if self.alpaca_path and not self.alpaca_dimensions:
+            raise _fail(f"{prefix}.alpaca_dimensions", self.alpaca_dimensions, "a non-empty mapping when "
+                        f"{prefix}.alpaca_path is set")
+        for name in list(self.dimensions) + list(self.alpaca_dimensions) + list(self.math_files):
+            if not (name[:1].isalpha() and name.replace("_", "").replace("-", "").isalnum()):
+                raise _fail(f"{prefix}.dimensions/math_files", name, "names of letters, digits, _ and -")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    """The results report: report.md, CSV tables and PNG plots (stage preset: configs/stage/report.yaml)."""
+
+    sweep: str = f("", "Sweep (jobs/<name>.yaml) whose grid points the report covers, one row per point; set by "
+                   "`launch sweep=<name>`. Empty = the report of this pipeline's own stages.")
+    title: str = f("RLHI results", "Title of report.md.")
+    bootstrap_samples: int = f(1000, "Bootstrap resamples of the win-rate confidence intervals (0 = none).")
+    confidence: float = f(0.95, "Confidence level of the win-rate intervals.")
+    plots: bool = f(True, "Draw PNG plots (matplotlib, Agg backend).")
+    dpi: int = f(120, "Resolution of the PNG plots.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        if self.sweep and not self.sweep.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise _fail(f"{prefix}.sweep", self.sweep, "the name of a sweep spec in jobs/")
+        check_range(f"{prefix}.bootstrap_samples", self.bootstrap_samples, 0, None)
+        check_range(f"{prefix}.confidence", self.confidence, 0.5, 0.999)
+        check_range(f"{prefix}.dpi", self.dpi, 30, 600)
+
+
+STAGE_SECTIONS = ("classify", "persona", "rewrite", "sample", "reward", "pairs", "reflogp", "dpo", "eval", "report")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,6 +704,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "Input data."})
     classify: ClassifyConfig = field(default_factory=ClassifyConfig, metadata={"doc": "classify stage."})
     persona: PersonaConfig = field(default_factory=PersonaConfig, metadata={"doc": "persona stage."})
+    rewrite: RewriteConfig = field(default_factory=RewriteConfig, metadata={"doc": "rewrite stage."})
+    sample: SampleConfig = field(default_factory=SampleConfig, metadata={"doc": "sample stage."})
+    reward: RewardConfig = field(default_factory=RewardConfig, metadata={"doc": "reward stage."})
+    pairs: PairsConfig = field(default_factory=PairsConfig, metadata={"doc": "pairs stage."})
+    reflogp: RefLogpConfig = field(default_factory=RefLogpConfig, metadata={"doc": "reflogp stage."})
+    dpo: DPOConfig = field(default_factory=DPOConfig, metadata={"doc": "dpo stage."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "eval stage."})
+    report: ReportConfig = field(default_factory=ReportConfig, metadata={"doc": "report stage."})
 
     def validate(self) -> None:
         for fld in dataclasses.fields(self):

@@ -9,9 +9,17 @@ One stage, with overrides, or a dry run that prints the plan and writes nothing:
     python -m rlhi_hpc.launch stage=persona persona.max_history_tokens=800
     python -m rlhi_hpc.launch stage=all cluster=h100 model=llama-3.1-8b-instruct dry_run=true
 
-Status of every pipeline under a runs root::
+Status of every pipeline under a runs root, and a retry of the failed shards of one stage of the
+latest pipeline there::
 
     python -m rlhi_hpc.launch status out=runs
+    python -m rlhi_hpc.launch retry out=runs stage=persona
+
+On Slurm (``cluster=slurm``, ``cluster=a100``, ``cluster=h100``) every stage is one job array,
+chained with ``afterok``; the launcher prints the job ids and, with ``cluster.wait=true`` (the
+default), shows progress until the jobs end (Ctrl-C stops watching, not the jobs)::
+
+    python -m rlhi_hpc.launch job=demo cluster=slurm out=runs
 
 Arguments are ``key=value`` config overrides (dotted keys, YAML values: ``a=[1,2]``); a bad key or
 value exits with status 2 before anything is written.
@@ -33,11 +41,11 @@ from rlhi_hpc.worker import run_task, setup_logging
 
 log = logging.getLogger("rlhi_hpc.launch")
 
-COMMANDS = ("run", "status")
+COMMANDS = ("run", "status", "retry")
 
 
 def split_args(argv: Sequence[str]) -> tuple[str, list[str]]:
-    """Leading bare word = command (run/status); the rest are key=value overrides."""
+    """Leading bare word = command (run/status/retry); the rest are key=value overrides."""
     command = "run"
     rest = list(argv)
     if rest and "=" not in rest[0]:
@@ -65,7 +73,7 @@ def selected(plan: Plan, cfg: RunConfig) -> list[PlannedStage]:
     return [plan.get(cfg.stage)]
 
 
-def make_executor(cfg: RunConfig):  # noqa: ANN201 - returns one of the executor classes
+def make_executor(cfg: RunConfig, *, reason: str = "run"):  # noqa: ANN201 - one of the executor classes
     from rlhi_hpc.cluster.local import make_local_executor
 
     if cfg.cluster.executor == "slurm":
@@ -74,15 +82,30 @@ def make_executor(cfg: RunConfig):  # noqa: ANN201 - returns one of the executor
         except ImportError as exc:
             raise ConfigError("config key 'cluster.executor': got 'slurm'; the Slurm executor is not "
                               f"available ({exc}); allowed: inprocess, local") from exc
-        return SlurmExecutor(cfg.cluster)
+        return SlurmExecutor(cfg, run_task, reason=reason)
     return make_local_executor(cfg.cluster.executor, cfg.cluster.parallelism, run_task)
 
 
-def submission(ps: PlannedStage, cfg: RunConfig) -> StageSubmission:
+def check_cluster(cfg: RunConfig, stages: Sequence[PlannedStage]) -> None:
+    """Reject, before anything is written, a Slurm config that could not run these stages."""
+    if cfg.cluster.executor != "slurm":
+        return
+    from rlhi_hpc.cluster.resources import validate_slurm
+    from rlhi_hpc.cluster.sbatch import one_line
+
+    one_line("out", str(cfg.out))
+    validate_slurm(cfg, [(ps.name, ps.stage.kind, tuple(ps.stage.sections)) for ps in stages])
+
+
+def submission(ps: PlannedStage, cfg: RunConfig, shard_ids: Sequence[str] | None = None) -> StageSubmission:
+    """The stage's array over its missing shards (or over `shard_ids`)."""
     # always_run stages (report) are views of their inputs: rebuilt on every launch.
     shards = list(ps.shards) if getattr(ps.stage, "always_run", False) else ps.missing()
+    if shard_ids is not None:
+        shards = [s for s in ps.shards if s.id in set(shard_ids)]
     tasks = group_tasks(shards, cfg.cluster.shards_per_task)
-    return StageSubmission(stage=ps.name, stage_dir=ps.paths.root, tasks=tuple(tasks), kind=ps.stage.kind)
+    return StageSubmission(stage=ps.name, stage_dir=ps.paths.root, tasks=tuple(tasks), kind=ps.stage.kind,
+                           sections=tuple(ps.stage.sections))
 
 
 def prepare_stage(ps: PlannedStage, cfg: RunConfig, sub: StageSubmission) -> None:
@@ -102,18 +125,38 @@ def dry_run(plan: Plan, cfg: RunConfig, executor) -> int:  # noqa: ANN001
     for ps in selected(plan, cfg):
         sub = submission(ps, cfg)
         missing = sum(len(t) for t in sub.tasks)
+        if executor.name == "slurm":
+            from rlhi_hpc.slurm_launch import print_slurm_plan
+
+            print_slurm_plan(plan, ps, cfg, sub, executor)
+            continue
         print(f"stage={ps.name} dir={ps.paths.root} shards={len(ps.shards)} missing={missing} "
               f"tasks={len(sub.tasks)} submit={executor.describe(sub) if sub.tasks else 'nothing (complete)'}")
     print("dry_run=true: nothing written, nothing submitted")
     return 0
 
 
+def upstream_handles(ps: PlannedStage, handles: dict[str, JobHandle], executor) -> list[JobHandle]:  # noqa: ANN001
+    """Handles the stage waits for: upstream stages submitted now, or still queued from an earlier launch."""
+    deps = []
+    for name, paths in ps.upstream.items():
+        if name in handles:
+            deps.append(handles[name])
+        elif hasattr(executor, "existing"):
+            handle = executor.existing(name, paths)
+            if handle is not None:
+                deps.append(handle)
+    return deps
+
+
 def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:
     executor = make_executor(cfg)
+    check_cluster(cfg, selected(plan, cfg))
     if cfg.dry_run:
         return dry_run(plan, cfg, executor)
     root = write_pipeline(plan, job, args)
-    handles: list[JobHandle] = []
+    handles: dict[str, JobHandle] = {}
+    subs: dict[str, StageSubmission] = {}
     for ps in selected(plan, cfg):
         sub = submission(ps, cfg)
         if not sub.tasks:
@@ -122,17 +165,26 @@ def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:
         prepare_stage(ps, cfg, sub)
         log.info("event=submit stage=%s executor=%s tasks=%d shards=%d dir=%s", ps.name, executor.name,
                  len(sub.tasks), sum(map(len, sub.tasks)), ps.paths.root)
-        handle = executor.submit(sub, after=handles[-1:])
-        handles.append(handle)
+        handle = executor.submit(sub, after=upstream_handles(ps, handles, executor))
+        handles[ps.name], subs[ps.name] = handle, sub
+        if executor.name == "slurm":
+            continue  # queued: followed below
         if handle.finished and not handle.ok:
             print(f"stage {ps.name}: {len(handle.failed_tasks)} task(s) failed; logs in {ps.paths.logs_dir}, "
                   f"errors in {ps.paths.failed_dir}. Relaunch the same command to retry the missing shards.",
                   file=sys.stderr)
             print(render_table(stage_rows(plan.layout.root, root)))
             return 1
+    if executor.name == "slurm":
+        from rlhi_hpc.slurm_launch import follow
+
+        return follow(plan, cfg, root, handles, subs, selected(plan, cfg))
     print(f"\npipeline {plan.pipeline_id}: {root}")
     print(render_table(stage_rows(plan.layout.root, root)))
     for ps in selected(plan, cfg):
+        summary = getattr(ps.stage, "summary", None)  # optional: stages with statistics worth printing
+        if summary is not None and ps.paths.manifest.exists():
+            print(summary(ps.paths))
         if (ps.paths.root / "report.md").exists():
             print(f"report: {root / ps.name / 'report.md'}")
     return 0
@@ -150,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(cfg.log_level)
         if command == "status":
             return print_status(cfg.out)
+        if command == "retry":
+            from rlhi_hpc.slurm_launch import retry
+
+            return retry(cfg, args, make_executor)
         plan = plan_pipeline(cfg, job)
         return run(plan, cfg, job, args)
     except ConfigError as exc:

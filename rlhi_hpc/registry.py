@@ -11,6 +11,14 @@ _STAGES: dict[str, str] = {
     "ingest": "rlhi_hpc.stages.ingest:IngestStage",
     "classify": "rlhi_hpc.stages.classify:ClassifyStage",
     "persona": "rlhi_hpc.stages.persona:PersonaStage",
+    "rewrite": "rlhi_hpc.stages.rewrite:RewriteStage",
+    "sample": "rlhi_hpc.stages.sample:SampleStage",
+    "reward": "rlhi_hpc.stages.reward:RewardStage",
+    "pairs": "rlhi_hpc.stages.pairs:PairsStage",
+    "reflogp": "rlhi_hpc.stages.reflogp:RefLogpStage",
+    "dpo": "rlhi_hpc.stages.dpo:DPOStage",
+    "eval": "rlhi_hpc.stages.eval:EvalStage",
+    "report": "rlhi_hpc.stages.report:ReportStage",
 }
 
 

@@ -21,6 +21,7 @@ class StageSubmission:
     stage_dir: Path
     tasks: tuple[tuple[str, ...], ...]
     kind: str = "cpu"  # "cpu" | "gpu" | "multinode"
+    sections: tuple[str, ...] = ()  # the stage's config sections: their models decide a task's GPUs
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,7 @@ def reference() -> str:
         value: object = resolved
         for part in key.split("."):
             value = value[part]  # type: ignore[index]
+        tname = tname.replace("|", "or")  # `float | None` would split the table cell
         lines.append(f"| `{key}` | {tname} | `{_default(value)}` | {doc.replace('|', '/')} |")
     return "\n".join(lines)
 
