@@ -665,6 +665,69 @@ class EvalConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MathConfig:
+    """The reasoning track: PRM800K-format input, simulated-user feedback, the final-answer check.
+
+    ``prm_ingest`` reads step-labelled solutions; ``math_feedback`` writes, for every solution with a
+    step rated -1, the follow-up a non-expert user would send about the first wrong step (through the
+    policy engine, or `feedback_template` when the output is unusable); ``math_check`` keeps only the
+    rewrites whose final answer matches the ground truth.
+    """
+
+    path: str = f("sample", "PRM800K-format JSONL file or folder; 'sample' = the bundled sample "
+                  "(rlhi_hpc/data/sample/prm800k_sample.jsonl).")
+    feedback_system_prompt: str = f("", "System prompt of the simulated user.")
+    feedback_prompt: str = f(
+        "You are a student who asked a math question and got the solution below. You are not an expert, but "
+        "you noticed that step {step_number} looks wrong. Write one or two short sentences to the assistant "
+        "saying which step looks wrong and why it confuses you. Do not solve the problem and do not give the "
+        "answer.\n\nProblem: {problem}\n\nSolution:\n{solution}\n\nStep {step_number}: {step}\n\nYour message:",
+        "Simulated-user prompt; fields: {problem}, {solution} (numbered steps), {step} (the first wrong step), "
+        "{step_number} (1-based).")
+    feedback_template: str = f(
+        "Hmm, I don't think step {step_number} is right: \"{step}\". Could you check that step again and fix the "
+        "solution?", "Fallback follow-up when the generated one is empty or unusable; fields: {step}, {step_number}.")
+    step_max_chars: int = f(300, "The wrong step quoted in the fallback follow-up is cut to this many characters.")
+    min_feedback_chars: int = f(12, "A generated follow-up shorter than this (after stripping) is unusable.")
+    label: str = f("reattempt_with_feedback", "Label given to the feedback turn (must be actionable for rewrite).")
+    max_new_tokens: int = f(96, "Length limit of the generated follow-up.")
+    temperature: float = f(0.7, "Sampling temperature of the simulated user.")
+    top_p: float = f(0.9, "Nucleus sampling threshold.")
+    seed: int = f(0, "Sampling seed.")
+    max_retries: int = f(1, "Retries (each with a new seed) of an unusable follow-up before the template is used.")
+    chunk_size: int = f(16, "Records computed between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        _check_template(f"{prefix}.feedback_prompt", self.feedback_prompt,
+                        ("problem", "solution", "step", "step_number"))
+        _check_template(f"{prefix}.feedback_template", self.feedback_template, ("step", "step_number"))
+        check_range(f"{prefix}.step_max_chars", self.step_max_chars, 10, None)
+        check_range(f"{prefix}.min_feedback_chars", self.min_feedback_chars, 0, None)
+        check_range(f"{prefix}.max_new_tokens", self.max_new_tokens, 1, None)
+        check_range(f"{prefix}.temperature", self.temperature, 0.0, 5.0)
+        check_range(f"{prefix}.top_p", self.top_p, 0.0, 1.0)
+        check_range(f"{prefix}.max_retries", self.max_retries, 0, 20)
+        check_range(f"{prefix}.chunk_size", self.chunk_size, 1, None)
+        if not self.label:
+            raise _fail(f"{prefix}.label", self.label, "a non-empty label")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MathCheckConfig:
+    """The final-answer check of the reasoning track's rewrites (math_check stage)."""
+
+    strict_answer: bool = f(True, "Only a \\boxed{} answer, a '# Answer' section or an 'answer is' phrase "
+                            "counts as the rewrite's final answer (false = also the last number of the text).")
+    rejected: str = f("original", "The rejected side of a kept pair: original = the flawed solution the "
+                      "user pointed at; regenerated = the policy's regenerated reply from the rewrite stage.",
+                      choices=("original", "regenerated"))
+    chunk_size: int = f(64, "Pairs checked between two flushes of the shard output.", affects_output=False)
+
+    def validate(self, prefix: str) -> None:
+        check_range(f"{prefix}.chunk_size", self.chunk_size, 1, None)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReportConfig:
     """The results report: report.md, CSV tables and PNG plots (stage preset: configs/stage/report.yaml)."""
 
@@ -712,8 +775,22 @@ class RunConfig:
     dpo: DPOConfig = field(default_factory=DPOConfig, metadata={"doc": "dpo stage."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "eval stage."})
     report: ReportConfig = field(default_factory=ReportConfig, metadata={"doc": "report stage."})
+    math: MathConfig = field(default_factory=MathConfig, metadata={"doc": "Reasoning track input and simulated "
+                                                                  "user (prm_ingest, math_feedback stages)."})
+    math_check: MathCheckConfig = field(default_factory=MathCheckConfig,
+                                        metadata={"doc": "math_check stage (final-answer filter of rewrites)."})
+    rounds: int = f(1, "Iterative RLHI: run the job's round stages (`round_stages`) this many times, each round "
+                    "sampling from and training on top of the previous round's DPO model; earlier stages run once.")
+    round_stages: list[str] = f(["sample", "reward", "pairs", "reflogp", "dpo", "eval", "report"], "Stages that "
+                                "run again in every round (with the previous round's model as `model`).")
+    round_reference: str = f("base", "Reference model of rounds >= 2: base = the job's own policy model (fixed); "
+                             "previous = the previous round's model.", choices=("base", "previous"))
+    inputs: dict[str, str] = f({}, "Upstream substitutions: stage name -> the stage of this job whose outputs every "
+                               "other stage reads in its place (e.g. ingest: math_feedback in the reasoning track). "
+                               "The substitute must come earlier in the job's stages and write the same records.")
 
     def validate(self) -> None:
+        check_range("rounds", self.rounds, 1, 100)
         for fld in dataclasses.fields(self):
             value = getattr(self, fld.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):

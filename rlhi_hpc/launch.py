@@ -139,7 +139,8 @@ def dry_run(plan: Plan, cfg: RunConfig, executor) -> int:  # noqa: ANN001
 def upstream_handles(ps: PlannedStage, handles: dict[str, JobHandle], executor) -> list[JobHandle]:  # noqa: ANN001
     """Handles the stage waits for: upstream stages submitted now, or still queued from an earlier launch."""
     deps = []
-    for name, paths in ps.upstream.items():
+    for need, paths in ps.upstream.items():
+        name = ps.sources.get(need, need)  # the stage that really writes this input (cfg.inputs)
         if name in handles:
             deps.append(handles[name])
         elif hasattr(executor, "existing"):
@@ -162,7 +163,7 @@ def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:
         if not sub.tasks:
             print(f"stage {ps.name}: complete ({len(ps.shards)}/{len(ps.shards)} shards done), nothing to do")
             continue
-        prepare_stage(ps, cfg, sub)
+        prepare_stage(ps, ps.cfg or cfg, sub)
         log.info("event=submit stage=%s executor=%s tasks=%d shards=%d dir=%s", ps.name, executor.name,
                  len(sub.tasks), sum(map(len, sub.tasks)), ps.paths.root)
         handle = executor.submit(sub, after=upstream_handles(ps, handles, executor))
@@ -206,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rlhi_hpc.slurm_launch import retry
 
             return retry(cfg, args, make_executor)
+        if cfg.rounds > 1:
+            from rlhi_hpc.rounds import run_rounds
+
+            return run_rounds(cfg, job, args, run)
         plan = plan_pipeline(cfg, job)
         return run(plan, cfg, job, args)
     except ConfigError as exc:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class PlannedStage:
     paths: StagePaths
     shards: tuple[ShardSpec, ...]
     upstream: dict[str, StagePaths]
+    sources: dict[str, str] = field(default_factory=dict)  # need -> substitute stage (cfg.inputs)
+    cfg: RunConfig | None = None  # the stage's own config when it differs from the launch's (rounds)
 
     def missing(self) -> list[ShardSpec]:
         done = done_ids(self.paths)
@@ -74,24 +76,44 @@ class Plan:
                           f"{', '.join(p.name for p in self.stages)}, all")
 
 
-def plan_pipeline(cfg: RunConfig, job: JobSpec) -> Plan:
-    """Hash every stage of the job in order; upstream hashes feed downstream ones."""
+def check_inputs(cfg: RunConfig, job: JobSpec) -> None:
+    """Every `inputs` entry maps a stage name to a stage of this job."""
+    for need, src in cfg.inputs.items():
+        if need not in stage_names():
+            raise ConfigError(f"config key 'inputs.{need}': not a stage; allowed: {', '.join(stage_names())}")
+        if src not in job.stages:
+            raise ConfigError(f"config key 'inputs.{need}': got {src!r}; allowed: a stage of job {job.name!r} "
+                              f"({', '.join(job.stages)})")
+
+
+def plan_pipeline(cfg: RunConfig, job: JobSpec, stage_cfg: Callable[[str], RunConfig] | None = None) -> Plan:
+    """Hash every stage of the job in order; upstream hashes feed downstream ones.
+
+    `stage_cfg` gives a stage its own config (iterative rounds: see rlhi_hpc/rounds.py); default `cfg`.
+    """
     layout = RunLayout(Path(cfg.out))
+    check_inputs(cfg, job)
     hashes: dict[str, str] = {}
     planned: list[PlannedStage] = []
     for name in job.stages:
         stage = get_stage(name)
-        missing_up = [n for n in stage.needs if n not in hashes]
+        scfg = stage_cfg(name) if stage_cfg is not None else cfg
+        # cfg.inputs: a need is read from its substitute, except by the substitute itself.
+        src = {n: n if scfg.inputs.get(n, n) == name else scfg.inputs.get(n, n)
+               for n in (*stage.needs, *getattr(stage, "optional_needs", ()))}
+        missing_up = [n for n in stage.needs if src[n] not in hashes]
         if missing_up:
             raise ConfigError(f"job {job.name!r}: stage {name!r} needs {missing_up} earlier in 'stages'")
         # optional_needs: upstream stages read only when the job has them (e.g. eval reads dpo's model).
-        needs = tuple(stage.needs) + tuple(n for n in getattr(stage, "optional_needs", ()) if n in hashes)
-        h = stage_hash(stage, cfg, {n: hashes[n] for n in needs})
+        needs = tuple(stage.needs) + tuple(n for n in getattr(stage, "optional_needs", ()) if src[n] in hashes)
+        h = stage_hash(stage, scfg, {n: hashes[src[n]] for n in needs})
         hashes[name] = h
         planned.append(PlannedStage(
             name=name, stage=stage, hash=h, paths=layout.stage(name, h),
-            shards=tuple(stage.plan(cfg)),
-            upstream={n: layout.stage(n, hashes[n]) for n in needs},
+            shards=tuple(stage.plan(scfg)),
+            upstream={n: layout.stage(src[n], hashes[src[n]]) for n in needs},
+            sources={n: src[n] for n in needs if src[n] != n},
+            cfg=scfg if stage_cfg is not None else None,
         ))
     pid = f"{job.name}-{stable_hash(hashes, 10)}"
     return Plan(pipeline_id=pid, layout=layout, stages=tuple(planned))

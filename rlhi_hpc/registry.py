@@ -19,6 +19,10 @@ _STAGES: dict[str, str] = {
     "dpo": "rlhi_hpc.stages.dpo:DPOStage",
     "eval": "rlhi_hpc.stages.eval:EvalStage",
     "report": "rlhi_hpc.stages.report:ReportStage",
+    # The reasoning track (jobs/reasoning_demo.yaml).
+    "prm_ingest": "rlhi_hpc.stages.prm_ingest:PrmIngestStage",
+    "math_feedback": "rlhi_hpc.stages.math_feedback:MathFeedbackStage",
+    "math_check": "rlhi_hpc.stages.math_check:MathCheckStage",
 }
 
 
