@@ -89,3 +89,10 @@ def test_grade() -> None:
     choice = MathProblem(id="2", question="?", answer="C", choices=("a", "b", "c"))
     assert grade(choice, "The answer is (C)") == ("C", True)
     assert grade(choice, "The answer is (A)") == ("A", False)
+
+
+def test_answer_section_heading_is_read_whole() -> None:
+    from rlhi_hpc.eval.math import answers_match, extract_answer
+
+    text = "Step 1: add.\n\n# Answer\n\n$\\frac{2}{9}$"
+    assert answers_match(extract_answer(text), "2/9")

@@ -98,6 +98,9 @@ def extract_answer(text: str) -> str | None:
     phrase = _after_answer_phrase(text)
     if phrase:
         return phrase
+    section = re.search(r"^#+\s*Answer\s*\n+\s*(.+?)\s*$", text, re.MULTILINE)
+    if section:  # PRM800K / MATH style: a "# Answer" heading followed by the answer line
+        return _strip_delimiters(section.group(1))
     return last_number(text)
 
 
