@@ -199,6 +199,8 @@ JobRequeue=1
 MaxArraySize=100001
 MaxJobCount=200000
 KillWait=2
+# A loaded 2-core test box can take long to reap a killed task: do not drain the node for it.
+UnkillableStepTimeout=300
 MinJobAge=30
 InactiveLimit=0
 Waittime=0
