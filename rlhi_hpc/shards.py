@@ -279,6 +279,27 @@ class ShardWriter:
         return marker
 
 
+class FollowerWriter:
+    """The writer non-zero ranks of a multi-rank task get: rank 0 alone writes shared files."""
+
+    consumed = 0
+
+    def commit(self, records: Iterable[Any], quarantined: Iterable[Any] = (), *, consumed: int,
+               counts: dict[str, float] | None = None) -> None:
+        """Ignored: rank 0 commits."""
+
+    def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {}
+
+
+def process_rank() -> int:
+    """Global rank of this process in a multi-rank task (torchrun's RANK, else Slurm's SLURM_PROCID)."""
+    for var in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def mark_failed(paths: StagePaths, shard: str, *, error: str, traceback_text: str, log_path: str) -> None:
     """Record why a shard failed (status shows it; the next success removes it)."""
     atomic_write_json(paths.failed(shard), {

@@ -25,7 +25,8 @@ from rlhi_hpc.config import RunConfig, build, load_yaml
 from rlhi_hpc.errors import ShardError
 from rlhi_hpc.paths import StagePaths
 from rlhi_hpc.registry import get_stage
-from rlhi_hpc.shards import ShardWriter, load_manifest, manifest_shards, mark_failed, read_json
+from rlhi_hpc.shards import (FollowerWriter, ShardWriter, load_manifest, manifest_shards, mark_failed, process_rank,
+                             read_json)
 from rlhi_hpc.stage import StageContext
 
 log = logging.getLogger("rlhi_hpc.worker")
@@ -60,9 +61,10 @@ def run_task(stage_dir: Path | str, shard_ids: Sequence[str], log_path: str = ""
                 _run_one(stage, ctx, shards[sid])
                 summary["done"].append(sid)
             except Exception as exc:  # noqa: BLE001 - recorded per shard, re-raised below
-                log.error("event=shard_failed stage=%s shard=%s error=%r", ctx.stage, sid, exc)
-                mark_failed(paths, sid, error=f"{type(exc).__name__}: {exc}",
-                            traceback_text=traceback.format_exc(), log_path=log_path)
+                log.error("event=shard_failed stage=%s shard=%s rank=%d error=%r", ctx.stage, sid, process_rank(), exc)
+                if process_rank() == 0:
+                    mark_failed(paths, sid, error=f"{type(exc).__name__}: {exc}",
+                                traceback_text=traceback.format_exc(), log_path=log_path)
                 summary["failed"].append(sid)
     finally:
         ctx.close()
@@ -73,6 +75,9 @@ def run_task(stage_dir: Path | str, shard_ids: Sequence[str], log_path: str = ""
 
 def _run_one(stage: Any, ctx: StageContext, shard: Any) -> None:
     t0 = time.monotonic()
+    if process_rank() != 0:  # multi-rank stages (DPO): every rank trains, rank 0 alone writes
+        stage.run_shard(ctx, shard, FollowerWriter())
+        return
     writer = ShardWriter(ctx.paths, shard.id, stage=ctx.stage, stage_hash=ctx.stage_hash)
     extra = stage.run_shard(ctx, shard, writer) or {}
     marker = writer.finish(extra)

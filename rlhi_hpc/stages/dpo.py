@@ -10,7 +10,6 @@ resumes from that checkpoint, mid-epoch, exactly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +57,7 @@ class DPOStage:
         except Preempted as exc:
             trainer.stop.forward()  # submitit's handler requeues the task (and exits) when it is installed
             raise StageError(f"dpo {exc}") from exc
-        if int(os.environ.get("RANK", "0")) == 0:
-            writer.commit([], consumed=summary["steps"], counts={"steps": summary["steps"],
-                                                                 "tokens": summary.get("tokens", 0)})
+        writer.commit([], consumed=summary["steps"], counts={"steps": summary["steps"],
+                                                             "tokens": summary.get("tokens", 0)})
         return {"train": summary, "model": str(ctx.paths.root / "model"),
                 "metrics": str(ctx.paths.root / "train" / "metrics.jsonl")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rlhi_hpc.train import TrainError
 from rlhi_hpc.train.attention import resolve_attn_implementation
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ def load_tokenizer(path: str) -> Any:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if not getattr(tok, "chat_template", None):
-        from rlhi_hpc.train import TrainError
-
         raise TrainError(f"tokenizer {path} has no chat template; DPO renders pairs with the model's template")
     return tok
 
