@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlhi_hpc.errors import ConfigError, PromptTooLongError
+from rlhi_hpc.errors import ConfigError
+from rlhi_hpc.inference.chat import ChatTokenizer
 from rlhi_hpc.inference.engine import Chat, Choice, Generation, SamplingParams
 from rlhi_hpc.inference.hf_engine import sample_seed
 from rlhi_hpc.inference.models import resolve_model_path
@@ -78,7 +79,7 @@ class _Counters:
     sequences: int = 0
 
 
-class VLLMEngine:
+class VLLMEngine(ChatTokenizer):
     """:class:`~rlhi_hpc.inference.engine.Engine` backed by an offline ``vllm.LLM``."""
 
     def __init__(self, llm: Any, tokenizer: Any, *, model_name: str, max_model_len: int,
@@ -119,69 +120,6 @@ class VLLMEngine:
                  "max_model_len=%d seconds=%.1f", cfg.name, path, cfg.dtype, cfg.tensor_parallel_size, max_len,
                  time.perf_counter() - start)
         return engine
-
-    # ---------------------------------------------------------------------------------------
-    # Tokens
-    # ---------------------------------------------------------------------------------------
-
-    def render(self, chat: Chat, *, generation_prompt: bool = True) -> str:
-        """The chat as the model sees it (chat template applied)."""
-        return self.tokenizer.apply_chat_template(list(chat), tokenize=False,
-                                                  add_generation_prompt=generation_prompt)
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (special tokens written in the text are recognised, none are added)."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def prompt_ids(self, chat: Chat) -> list[int]:
-        """Token ids of the rendered prompt, ending with the assistant header."""
-        return self.encode(self.render(chat))
-
-    def fits(self, chat: Chat, max_new_tokens: int) -> bool:
-        """True when the prompt plus `max_new_tokens` fits in ``max_model_len``."""
-        return len(self.prompt_ids(chat)) + max_new_tokens <= self.max_model_len
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def truncate(self, text: str, max_tokens: int, keep: str = "end") -> str:
-        """Cut `text` at a character boundary to at most `max_tokens` tokens, keeping its start or end."""
-        if keep not in ("end", "start"):
-            raise ValueError(f"keep={keep!r}; allowed: 'end' or 'start'")
-        if max_tokens <= 0:
-            return ""
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        if len(offsets) <= max_tokens:
-            return text
-        for limit in range(max_tokens, 0, -1):
-            cut = text[:offsets[limit - 1][1]] if keep == "start" else text[offsets[len(offsets) - limit][0]:]
-            if self.count_tokens(cut) <= max_tokens:
-                return cut
-        return ""
-
-    def reply_ids(self, chat: Chat, prompt: list[int], reply: str) -> list[int]:
-        """Tokens of `reply` as the assistant turn after `prompt`, up to the end-of-turn token."""
-        full = self.encode(self.render([*chat, {"role": "assistant", "content": reply}], generation_prompt=False))
-        if len(full) > len(prompt) and full[:len(prompt)] == prompt:
-            tokens = full[len(prompt):]
-        else:  # the template renders a finished turn differently: reply tokens + end of turn
-            tokens = self.encode(reply) + [self._end_of_turn_id()]
-        for pos, tok in enumerate(tokens):
-            if tok in self.stop_ids:
-                return tokens[:pos + 1]
-        return tokens
-
-    def _end_of_turn_id(self) -> int:
-        eos = self.tokenizer.eos_token_id
-        return int(eos) if eos is not None and eos in self.stop_ids else min(self.stop_ids)
-
-    def _check_fit(self, lengths: Sequence[int], what: str) -> None:
-        bad = tuple(i for i, n in enumerate(lengths) if n > self.max_model_len)
-        if bad:
-            raise PromptTooLongError(
-                f"{len(bad)} of {len(lengths)} {what} exceed max_model_len={self.max_model_len} tokens "
-                f"(indices {list(bad[:20])}{'...' if len(bad) > 20 else ''}); check engine.fits() and skip or "
-                "truncate them, or raise model.max_model_len", bad)
 
     # ---------------------------------------------------------------------------------------
     # Generation
