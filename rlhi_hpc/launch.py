@@ -33,9 +33,11 @@ from collections.abc import Sequence
 
 from rlhi_hpc.cluster.base import JobHandle, StageSubmission
 from rlhi_hpc.config import RunConfig, dump_yaml, load_config, parse_override
-from rlhi_hpc.errors import ConfigError, RlhiError
+from rlhi_hpc.errors import ConfigError, RlhiError, StageError
 from rlhi_hpc.pipeline import JobSpec, Plan, PlannedStage, load_job, plan_pipeline, write_pipeline
-from rlhi_hpc.shards import atomic_write_json, atomic_write_text, group_tasks, write_manifest
+from rlhi_hpc.paths import StagePaths
+from rlhi_hpc.shards import (atomic_write_json, atomic_write_text, done_ids, group_tasks, read_json,
+                             write_manifest)
 from rlhi_hpc.status import print_status, stage_rows, render_table
 from rlhi_hpc.worker import run_task, setup_logging
 
@@ -137,7 +139,11 @@ def dry_run(plan: Plan, cfg: RunConfig, executor) -> int:  # noqa: ANN001
 
 
 def upstream_handles(ps: PlannedStage, handles: dict[str, JobHandle], executor) -> list[JobHandle]:  # noqa: ANN001
-    """Handles the stage waits for: upstream stages submitted now, or still queued from an earlier launch."""
+    """Handles the stage waits for: upstream stages submitted now, or still queued from an earlier launch.
+
+    On Slurm an upstream stage that is neither complete nor queued is an error before submission
+    (its dependents could only fail).
+    """
     deps = []
     for need, paths in ps.upstream.items():
         name = ps.sources.get(need, need)  # the stage that really writes this input (cfg.inputs)
@@ -147,7 +153,17 @@ def upstream_handles(ps: PlannedStage, handles: dict[str, JobHandle], executor) 
             handle = executor.existing(name, paths)
             if handle is not None:
                 deps.append(handle)
+            elif not _complete(paths):
+                raise StageError(f"stage {ps.name} needs stage {name}, which is incomplete ({paths.root}) and has "
+                                 f"no queued job; run stage={name} (or stage=all) first")
     return deps
+
+
+def _complete(paths: StagePaths) -> bool:
+    if not paths.manifest.exists():
+        return False
+    ids = {s["id"] for s in read_json(paths.manifest)["shards"]}
+    return ids <= done_ids(paths)
 
 
 def run(plan: Plan, cfg: RunConfig, job: JobSpec, args: Sequence[str]) -> int:

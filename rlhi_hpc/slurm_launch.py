@@ -101,7 +101,11 @@ def follow(plan: Plan, cfg: RunConfig, root: Path, handles: Mapping[str, JobHand
 
     _print_submissions(handles)
     print(f"pipeline {plan.pipeline_id}: {root}\nstatus: {sys.executable} -m rlhi_hpc.launch status out={cfg.out}")
-    return _wait_and_report(cfg, handles, subs, [(ps.name, ps.paths) for ps in stages], WatchTarget, watch)
+    rc = _wait_and_report(cfg, handles, subs, [(ps.name, ps.paths) for ps in stages], WatchTarget, watch)
+    for ps in stages:
+        if rc == 0 and (ps.paths.root / "report.md").exists():
+            print(f"report: {root / ps.name / 'report.md'}")
+    return rc
 
 
 def _wait_and_report(cfg: RunConfig, handles: Mapping[str, JobHandle], subs: Mapping[str, StageSubmission],

@@ -8,6 +8,7 @@ error, the task's log path and the last error line of that log.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from rlhi_hpc.shards import done_ids, failed_ids, read_json
 COLUMNS = ("stage", "shards", "done", "running", "pending", "failed", "missing", "in", "out", "quarantined",
            "rec/s", "tok/s", "eta", "jobs")
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "ENDING", "STAGE_OUT", "SIGNALING"})
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:")
 ERROR_HINTS = ("Error", "error", "Exception", "Traceback", "Killed", "CANCELLED", "TIME LIMIT", "not requeued",
                "OOM", "oom-kill")
 
@@ -119,7 +121,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 
 def last_error_line(log: Path, max_bytes: int = 65536) -> str:
-    """The last line of a log that looks like an error (else its last non-empty line)."""
+    """The most telling error line of a task log (its tail): a logged ERROR event, else the last
+    exception line, else Slurm's own '*** ... CANCELLED ... ***' notice, else the last line."""
     try:
         with open(log, "rb") as fh:
             fh.seek(0, 2)
@@ -127,10 +130,13 @@ def last_error_line(log: Path, max_bytes: int = 65536) -> str:
             lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return ""
-    for line in reversed(lines):
-        if any(h in line for h in ERROR_HINTS):
-            return line[:300]
-    return lines[-1][:300] if lines else ""
+    tests = (lambda ln: " ERROR " in ln and "event=" in ln, lambda ln: bool(_EXCEPTION_LINE.match(ln)),
+             lambda ln: "***" in ln, lambda ln: not ln.startswith("srun:") and any(h in ln for h in ERROR_HINTS))
+    for test in tests:
+        for line in reversed(lines):
+            if test(line):
+                return line[:400]
+    return lines[-1][:400] if lines else ""
 
 
 def task_log(paths: StagePaths, view: TaskView) -> Path:
@@ -153,6 +159,9 @@ def failure_lines(row: dict[str, Any]) -> list[str]:
         log = Path(info["log"]) if info.get("log") else task_log(paths, view) if view else paths.logs_dir
         error = info.get("error") or f"task {view.task_id if view else '?'} ended {state or 'without a done marker'}"
         lines.append(f"  failed {row['stage']} shard {sid}" + (f" [{state}]" if state else "") + f": {error}")
+        if not log.is_file() and state == "CANCELLED":
+            lines.append("    log: none (the task never started: an upstream task failed or it was cancelled)")
+            continue
         lines.append(f"    log: {log}")
         last = last_error_line(log) if log.is_file() else ""
         if last:

@@ -41,7 +41,7 @@ def test_presets_load_and_validate_for_every_demo_stage(preset: str) -> None:
 def test_inference_task_asks_for_tensor_parallel_gpus() -> None:
     cfg = load_config(["cluster=a100", "model=llama-3.3-70b-instruct"])
     res = stage_resources(cfg, "gpu", ("model", "classify"))
-    assert (res.gpus_per_node, res.cpus_per_task, res.mem_gb) == (4, 4 * 8, 4 * 120)
+    assert (res.gpus_per_node, res.cpus_per_task, res.mem_gb) == (4, 4 * 8, 4 * 100)
     # A judge preset counts too: the 8B policy with a 70B judge asks for the judge's 4 GPUs.
     cfg = load_config(["cluster=h100", "model=llama-3.1-8b-instruct", "eval.judge_model=llama-3.3-70b-instruct"])
     assert [key for key, _ in stage_models(cfg, ("model", "eval"))] == ["model", "eval.judge_model"]
@@ -196,3 +196,22 @@ def test_retry_accepts_only_cluster_settings(tmp_path: Path) -> None:
 def test_task_resources_defaults() -> None:
     res = TaskResources(nodes=2, tasks_per_node=4, gpus_per_node=4)
     assert (res.gpus, res.ranks) == (8, 8)
+
+
+def test_status_picks_the_telling_error_line_of_a_log(tmp_path: Path) -> None:
+    from rlhi_hpc.status import last_error_line
+
+    log = tmp_path / "task.err"
+    log.write_text("2026-01-01 INFO rlhi_hpc.worker event=shard_done shard=00000\n"
+                   "2026-01-01 ERROR rlhi_hpc.worker event=shard_failed shard=00001 error=StageError('no input')\n"
+                   "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                   "rlhi_hpc.errors.ShardError: stage classify: shards ['00001'] failed\n"
+                   "srun: error: vm: task 0: Exited with exit code 1\n")
+    assert "event=shard_failed" in last_error_line(log)
+    log.write_text("loading\n"
+                   "slurmstepd: error: *** JOB 7 ON vm CANCELLED AT 2026-01-01T00:01:00 DUE TO TIME LIMIT ***\n"
+                   "srun: error: vm: task 0: Exited with exit code 1\n")
+    assert "DUE TO TIME LIMIT" in last_error_line(log)
+    log.write_text("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\nsrun: error: task 0: Killed\n")
+    assert last_error_line(log).startswith("RuntimeError: CUDA out of memory")
+    assert last_error_line(tmp_path / "missing.err") == ""
