@@ -192,6 +192,7 @@ class ShardWriter:
         self.stage_hash = stage_hash
         paths.make_dirs()
         self._state = self._load_bookmark()
+        self._undo_interrupted_finish()
         _cut_to(paths.partial(shard), self._state["out_bytes"])
         _cut_to(paths.quarantine_partial(shard), self._state["quarantine_bytes"])
         self._started = time.monotonic()
@@ -207,6 +208,13 @@ class ShardWriter:
         return {"stage_hash": self.stage_hash, "consumed": 0, "out_bytes": 0, "quarantine_bytes": 0,
                 "counts": {"records_in": 0, "records_out": 0, "quarantined": 0}, "seconds": 0.0,
                 "resumes": 0}
+
+    def _undo_interrupted_finish(self) -> None:
+        """A kill between `finish`'s renames and its done marker: move the outputs back to partial."""
+        for final, partial in ((self.paths.out(self.shard), self.paths.partial(self.shard)),
+                               (self.paths.quarantine(self.shard), self.paths.quarantine_partial(self.shard))):
+            if final.exists() and not partial.exists():
+                os.replace(final, partial)
 
     @property
     def consumed(self) -> int:

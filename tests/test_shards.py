@@ -74,3 +74,18 @@ def test_bookmark_of_another_config_is_ignored(tmp_path: Path) -> None:
     fresh = ShardWriter(paths, "00000", stage="x", stage_hash="new")
     assert fresh.consumed == 0
     assert os.path.getsize(paths.partial("00000")) == 0
+
+
+def test_kill_between_rename_and_done_marker_loses_nothing(tmp_path: Path) -> None:
+    paths = StagePaths(tmp_path / "st")
+    w = ShardWriter(paths, "00000", stage="x", stage_hash="h")
+    w.commit([{"i": 0}, {"i": 1}], [{"bad": 1}], consumed=3)
+    w.commit((), consumed=0)
+    # what finish() does before its done marker, then the process dies
+    os.replace(paths.partial("00000"), paths.out("00000"))
+    os.replace(paths.quarantine_partial("00000"), paths.quarantine("00000"))
+    resumed = ShardWriter(paths, "00000", stage="x", stage_hash="h")
+    assert resumed.consumed == 3
+    resumed.finish()
+    assert _read(paths.out("00000")) == [{"i": 0}, {"i": 1}]
+    assert _read(paths.quarantine("00000")) == [{"bad": 1}]
