@@ -46,6 +46,9 @@ class SlurmError(RlhiError):
     """Slurm refused a submission or cannot be queried."""
 
 
+TORCH_DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
 class ShardTask(submitit.helpers.Checkpointable):
     """One array task: the worker's `run_task` over its shard ids.
 
@@ -65,7 +68,10 @@ class ShardTask(submitit.helpers.Checkpointable):
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
         env = submitit.JobEnvironment()
         if self.kind == "multinode":
-            # MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE for torch.distributed.
+            # Slurm exports the submitter's environment: drop any torch.distributed variables it had, then
+            # set MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE for this job.
+            for key in TORCH_DIST_VARS:
+                os.environ.pop(key, None)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         log_path = str(env.paths.stderr)
         os.environ["RLHI_TASK_LOG"] = log_path
