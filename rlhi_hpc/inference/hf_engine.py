@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlhi_hpc.errors import ConfigError
 from rlhi_hpc.inference.chat import ChatTokenizer
+from rlhi_hpc.inference.counters import EngineCounters
 from rlhi_hpc.inference.engine import Chat, Choice, Generation, SamplingParams
 from rlhi_hpc.inference.models import resolve_model_path
 
@@ -70,18 +71,6 @@ class _Row:
     finish: str = "length"
 
 
-@dataclass(kw_only=True)
-class _Counters:
-    """Throughput counters of one engine instance."""
-
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    scored_tokens: int = 0
-    generate_seconds: float = 0.0
-    score_seconds: float = 0.0
-    sequences: int = 0
-
-
 class TransformersEngine(ChatTokenizer):
     """:class:`~rlhi_hpc.inference.engine.Engine` backed by a transformers causal LM."""
 
@@ -96,7 +85,7 @@ class TransformersEngine(ChatTokenizer):
         self.device = next(model.parameters()).device
         self.stop_ids = self._find_stop_ids()
         self.pad_id = self._find_pad_id()
-        self._counters = _Counters()
+        self._counters = EngineCounters()
         self._keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     # ---------------------------------------------------------------------------------------
@@ -257,7 +246,7 @@ class TransformersEngine(ChatTokenizer):
             pairs.append((prompt, self.reply_ids(chat, prompt, cont)))
         self._check_fit([len(p) + len(r) for p, r in pairs], "chats (+ continuation)")
         scores = self._score_pairs(pairs)
-        self._count_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
+        self._counters.add_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
         return scores
 
     def _score_pairs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
@@ -314,7 +303,7 @@ class TransformersEngine(ChatTokenizer):
                 for i, row in zip(batch, values):
                     results[i] = Choice(index=max(range(len(row)), key=lambda j: (row[j], -j)), logprobs=tuple(row))
         tokens = sum(len(p) + sum(len(r) for r in rs) for p, rs in zip(prompts, replies))
-        self._count_scoring(tokens, time.perf_counter() - start)
+        self._counters.add_scoring(tokens, time.perf_counter() - start)
         return [r for r in results if r is not None]
 
     def _choose_batch(self, prompts: list[list[int]], replies: list[list[list[int]]]) -> list[list[float]]:
@@ -382,23 +371,9 @@ class TransformersEngine(ChatTokenizer):
         log.debug("event=generate rows=%d generated_tokens=%d seconds=%.2f", len(rows),
                   sum(len(r.tokens) for r in rows), seconds)
 
-    def _count_scoring(self, tokens: int, seconds: float) -> None:
-        self._counters.scored_tokens += tokens
-        self._counters.score_seconds += seconds
-
     def stats(self) -> dict[str, float]:
         """Throughput counters since the engine was created."""
-        c = self._counters
-        return {
-            "prompt_tokens": c.prompt_tokens,
-            "generated_tokens": c.generated_tokens,
-            "sequences": c.sequences,
-            "generate_seconds": round(c.generate_seconds, 4),
-            "generated_tokens_per_s": round(c.generated_tokens / c.generate_seconds, 2) if c.generate_seconds else 0.0,
-            "scored_tokens": c.scored_tokens,
-            "score_seconds": round(c.score_seconds, 4),
-            "scored_tokens_per_s": round(c.scored_tokens / c.score_seconds, 2) if c.score_seconds else 0.0,
-        }
+        return self._counters.as_stats()
 
     def close(self) -> None:
         """Drop the model and free its memory."""

@@ -44,12 +44,12 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhi_hpc.errors import ConfigError
 from rlhi_hpc.inference.chat import ChatTokenizer
+from rlhi_hpc.inference.counters import EngineCounters
 from rlhi_hpc.inference.engine import Chat, Choice, Generation, SamplingParams
 from rlhi_hpc.inference.hf_engine import sample_seed
 from rlhi_hpc.inference.models import resolve_model_path
@@ -67,18 +67,6 @@ CPU_MAX_BATCHED_TOKENS = 4096
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
 
 
-@dataclass(kw_only=True)
-class _Counters:
-    """Throughput counters of one engine instance."""
-
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    scored_tokens: int = 0
-    generate_seconds: float = 0.0
-    score_seconds: float = 0.0
-    sequences: int = 0
-
-
 class VLLMEngine(ChatTokenizer):
     """:class:`~rlhi_hpc.inference.engine.Engine` backed by an offline ``vllm.LLM``."""
 
@@ -91,7 +79,7 @@ class VLLMEngine(ChatTokenizer):
         self.model_name = model_name
         self.max_model_len = max_model_len
         self.stop_ids = stop_ids
-        self._counters = _Counters()
+        self._counters = EngineCounters()
 
     # ---------------------------------------------------------------------------------------
     # Construction
@@ -205,7 +193,7 @@ class VLLMEngine(ChatTokenizer):
             pairs.append((prompt, self.reply_ids(chat, prompt, cont)))
         self._check_fit([len(p) + len(r) + 1 for p, r in pairs], "chats (+ continuation + 1 decoding step)")
         scores = self._score_pairs(pairs)
-        self._count_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
+        self._counters.add_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
         return scores
 
     def choose(self, chats: Sequence[Chat], options: Sequence[str]) -> list[Choice]:
@@ -221,7 +209,7 @@ class VLLMEngine(ChatTokenizer):
         self._check_fit([max(len(p) + len(r) + 1 for p, r in pairs[i * k:(i + 1) * k]) for i in range(len(chats))],
                         "chats (+ longest option + 1 decoding step)")
         sums = self._score_pairs(pairs)
-        self._count_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
+        self._counters.add_scoring(sum(len(p) + len(r) for p, r in pairs), time.perf_counter() - start)
         results = []
         for i in range(len(chats)):
             row = sums[i * k:(i + 1) * k]
@@ -258,23 +246,9 @@ class VLLMEngine(ChatTokenizer):
         c.generate_seconds += seconds
         log.debug("event=generate rows=%d generated_tokens=%d seconds=%.2f", len(completions), generated, seconds)
 
-    def _count_scoring(self, tokens: int, seconds: float) -> None:
-        self._counters.scored_tokens += tokens
-        self._counters.score_seconds += seconds
-
     def stats(self) -> dict[str, float]:
         """Throughput counters since the engine was created (same keys as the transformers engine)."""
-        c = self._counters
-        return {
-            "prompt_tokens": c.prompt_tokens,
-            "generated_tokens": c.generated_tokens,
-            "sequences": c.sequences,
-            "generate_seconds": round(c.generate_seconds, 4),
-            "generated_tokens_per_s": round(c.generated_tokens / c.generate_seconds, 2) if c.generate_seconds else 0.0,
-            "scored_tokens": c.scored_tokens,
-            "score_seconds": round(c.score_seconds, 4),
-            "scored_tokens_per_s": round(c.scored_tokens / c.score_seconds, 2) if c.score_seconds else 0.0,
-        }
+        return self._counters.as_stats()
 
     def close(self) -> None:
         """Stop vLLM's engine processes and free the model's memory."""
