@@ -30,7 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rlhi_hpc.data.wildchat import RawRow, _quarantine, iter_raw_rows, parse_timestamp
+from rlhi_hpc.data.wildchat import RawRow, _quarantine, _Reject, iter_raw_rows, parse_timestamp
 from rlhi_hpc.errors import StageError
 from rlhi_hpc.records import Conversation, Provenance, Quarantined, Turn
 
@@ -83,13 +83,6 @@ class MathFeedback(MathConversation):
     feedback_source: str = ""  # "llm" | "template"
     scores: dict[str, float]
     provenance: Provenance
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def sample_path() -> Path:
